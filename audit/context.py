@@ -1,0 +1,19 @@
+"""Who is acting, for the audit log: the request's id, address and user agent
+are kept in a context variable by audit.middleware so services need not pass
+the request down."""
+
+import contextvars
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str = ""
+    ip_address: str | None = None
+    user_agent: str = ""
+
+
+current_request: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
+    "current_request",
+    default=RequestContext(),  # noqa: B039 - frozen, so safe to share
+)

@@ -1,0 +1,67 @@
+"""Read API for the people of a practice (session + OTP). The scribes' intake
+API lives in notes/intake_api.py."""
+
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.services import audit_phi_access
+from notes import selectors
+
+
+class NoteListApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        state = serializers.CharField()
+        version = serializers.IntegerField()
+        client = serializers.IntegerField(source="client_id")
+        clinician = serializers.IntegerField(source="clinician_id")
+        high_risk = serializers.BooleanField()
+        signed_at = serializers.DateTimeField(allow_null=True)
+
+    def get(self, request):
+        notes = selectors.note_list_for_user(user=request.user).order_by("-pk")[:500]
+        return Response(self.OutputSerializer(notes, many=True).data)
+
+
+class NoteDetailApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        class SectionSerializer(serializers.Serializer):
+            key = serializers.CharField()
+            label = serializers.CharField()
+            text = serializers.CharField()
+            ai_text = serializers.CharField()
+            codes = serializers.JSONField()
+
+        id = serializers.IntegerField()
+        state = serializers.CharField()
+        version = serializers.IntegerField()
+        client = serializers.IntegerField(source="client_id")
+        high_risk = serializers.BooleanField()
+        signed_at = serializers.DateTimeField(allow_null=True)
+        content_hash = serializers.CharField()
+        sections = SectionSerializer(many=True, source="sections.all")
+
+    def get(self, request, note_id: int):
+        note = selectors.note_get_for_user(user=request.user, note_id=note_id)
+        audit_phi_access(user=request.user, note=note)
+        return Response(self.OutputSerializer(note).data)
+
+
+class ClientDetailApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        given_name = serializers.CharField()
+        family_name = serializers.CharField()
+        date_of_birth = serializers.DateField()
+        ehr_patient_id = serializers.CharField()
+        synthetic = serializers.BooleanField()
+        has_consent = serializers.SerializerMethodField()
+
+        def get_has_consent(self, client) -> bool:
+            return client.active_consent is not None
+
+    def get(self, request, client_id: int):
+        client = selectors.client_get_for_user(user=request.user, client_id=client_id)
+        audit_phi_access(user=request.user, client=client)
+        return Response(self.OutputSerializer(client).data)

@@ -1,0 +1,288 @@
+"""AI output -> note sections and flags (MAPPING.md §1-2). Pure: the template
+and vocabulary come in as arguments, nothing touches the database, so the
+same draft and template give the same note.
+
+Nothing the scribe sends is dropped: every content field lands in a section,
+in the template's fallback section, or in a flag for manual placement.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+
+from notes.vocabulary import InterventionVocabulary, icd10_check
+
+# The AI output fields of intake schema v1 that carry note content.
+CONTENT_FIELDS = (
+    "client_reported_symptoms",
+    "clinician_observations",
+    "clinical_impressions",
+    "risk_assessment",
+    "next_steps",
+    "diagnosis_codes",
+    "interventions",
+)
+# Envelope fields: who, when, which model. They describe the draft, not the note.
+ENVELOPE_FIELDS = ("client", "clinician", "session", "model", "transcript_ref", "draft_id", "schema_version")
+
+FIELD_LABELS = {
+    "client_reported_symptoms": "Client report",
+    "clinician_observations": "Observations",
+    "clinical_impressions": "Impressions",
+    "risk_assessment": "Risk",
+    "next_steps": "Next steps",
+    "diagnosis_codes": "Diagnosis codes",
+    "interventions": "Interventions",
+}
+
+RISK_LEVELS = ("none", "low", "moderate", "high", "imminent")
+HIGH_RISK_LEVELS = ("high", "imminent")
+
+# Crisis language a clinician must see even when the scribe rated risk low.
+CRISIS_PATTERNS = re.compile(
+    r"\b(suicid\w*|kill (my|him|her|them)sel(f|ves)|end (my|his|her) life|want(s|ed)? to die|"
+    r"better off dead|self[- ]harm\w*|cutting (myself|herself|himself)|overdos\w*|homicid\w*|"
+    r"hurt (someone|somebody|others)|plan to (die|kill))\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    key: str
+    label: str
+    order: int
+    kind: str = "text"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    sections: list[SectionSpec]
+    field_map: dict[str, str]
+    fallback_section_key: str = ""
+    unplaced_policy: str = "flag"  # "flag" or "fallback"
+
+
+@dataclass
+class MappedSection:
+    key: str
+    label: str
+    order: int
+    kind: str
+    required: bool
+    text: str = ""
+    codes: list = dc_field(default_factory=list)
+    origin: str = "ai"
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    kind: str
+    message: str
+    section_key: str = ""
+    field: str = ""
+    value: object = None
+    suggestions: list = dc_field(default_factory=list)
+
+
+@dataclass
+class MappedNote:
+    sections: list[MappedSection]
+    flags: list[FlagSpec]
+    high_risk: bool
+
+
+def _as_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _append(section: MappedSection, text: str, *, heading: str = "") -> None:
+    if not text:
+        return
+    block = f"{heading}: {text}" if heading else text
+    section.text = f"{section.text}\n\n{block}" if section.text else block
+
+
+def map_ai_output(
+    ai_output: dict,
+    template: TemplateSpec,
+    *,
+    vocabulary: InterventionVocabulary,
+    other_participant_names: list[str] = (),
+) -> MappedNote:
+    """Place each AI output field into the template's sections.
+
+    ai_output holds the content fields and any extra fields the scribe sent
+    (envelope fields are ignored here). Diagnosis codes and interventions are
+    checked against their vocabularies; invalid ones become flags and never
+    enter the note as free text.
+    """
+    sections = {
+        s.key: MappedSection(key=s.key, label=s.label, order=s.order, kind=s.kind, required=s.required)
+        for s in template.sections
+    }
+    flags: list[FlagSpec] = []
+    high_risk = False
+
+    # Which fields land in each section, so a section fed by several fields
+    # (DAP "Data") labels each part.
+    feeds: dict[str, list[str]] = {}
+    for name, key in template.field_map.items():
+        if key in sections:
+            feeds.setdefault(key, []).append(name)
+
+    fields = [f for f in CONTENT_FIELDS if f in ai_output] + sorted(
+        f for f in ai_output if f not in CONTENT_FIELDS and f not in ENVELOPE_FIELDS
+    )
+    for name in fields:
+        value = ai_output[name]
+        if value in (None, "", [], {}):
+            continue
+        target_key = template.field_map.get(name)
+        target = sections.get(target_key) if target_key else None
+        if target is None:
+            flags.extend(_place_unplaced(name, value, template, sections))
+            continue
+        heading = FIELD_LABELS.get(name, name) if len(feeds.get(target.key, [])) > 1 else ""
+        if name == "diagnosis_codes":
+            flags.extend(_map_diagnoses(value, target))
+        elif name == "interventions":
+            flags.extend(_map_interventions(value, target, vocabulary))
+        elif name == "risk_assessment":
+            risk_flags, is_high = _map_risk(value, target, heading)
+            flags.extend(risk_flags)
+            high_risk = high_risk or is_high
+        else:
+            _append(target, _as_text(value), heading=heading)
+
+    all_text = "\n".join(s.text for s in sections.values())
+    crisis = sorted({m.group(0).lower() for m in CRISIS_PATTERNS.finditer(all_text)})
+    if crisis:
+        high_risk = True
+        flags.append(
+            FlagSpec(
+                kind="risk",
+                message="Crisis language in the draft (" + ", ".join(f"“{c}”" for c in crisis) + "). Review the "
+                "risk assessment and safety plan before signing.",
+                value=crisis,
+            )
+        )
+
+    for name in other_participant_names:
+        if name and re.search(rf"\b{re.escape(name)}\b", all_text, re.IGNORECASE):
+            flags.append(
+                FlagSpec(
+                    kind="other_participant",
+                    message=f"This note names another group member (“{name}”). A group note must not disclose "
+                    "other clients: remove or de-identify the name.",
+                    value=name,
+                )
+            )
+
+    for section in sections.values():
+        if section.required and not section.text.strip() and not section.codes:
+            flags.append(
+                FlagSpec(
+                    kind="missing_required",
+                    section_key=section.key,
+                    message=f"“{section.label}” is required and the draft has nothing for it.",
+                )
+            )
+
+    return MappedNote(sections=sorted(sections.values(), key=lambda s: s.order), flags=flags, high_risk=high_risk)
+
+
+def _place_unplaced(name, value, template: TemplateSpec, sections) -> list[FlagSpec]:
+    fallback = sections.get(template.fallback_section_key)
+    if template.unplaced_policy == "fallback" and fallback is not None:
+        _append(fallback, _as_text(value), heading=FIELD_LABELS.get(name, name))
+        fallback.origin = "fallback"
+        return []
+    return [
+        FlagSpec(
+            kind="unplaced_content",
+            field=name,
+            value=value,
+            message=f"The draft's “{name}” has no place in this template. Place it into a section or dismiss "
+            "it with a reason.",
+        )
+    ]
+
+
+def _map_diagnoses(value, target: MappedSection) -> list[FlagSpec]:
+    flags = []
+    codes = value if isinstance(value, list) else [value]
+    lines = []
+    for raw in codes:
+        raw_code = raw.get("code") if isinstance(raw, dict) else raw
+        check = icd10_check(str(raw_code))
+        if check.valid:
+            if check.code not in target.codes:
+                target.codes.append(check.code)
+                lines.append(f"{check.code} {check.description}")
+        else:
+            flags.append(
+                FlagSpec(
+                    kind="invalid_code",
+                    section_key=target.key,
+                    field="diagnosis_codes",
+                    value=raw_code,
+                    message=check.message,
+                    suggestions=check.suggestions,
+                )
+            )
+    _append(target, "\n".join(lines))
+    return flags
+
+
+def _map_interventions(value, target: MappedSection, vocabulary: InterventionVocabulary) -> list[FlagSpec]:
+    flags = []
+    terms = value if isinstance(value, list) else [value]
+    for raw in terms:
+        term = vocabulary.resolve(str(raw))
+        if term is None:
+            flags.append(
+                FlagSpec(
+                    kind="unknown_intervention",
+                    section_key=target.key,
+                    field="interventions",
+                    value=raw,
+                    message=f"“{raw}” is not in the practice's intervention vocabulary. Choose a listed term "
+                    "or ask your practice admin to add it.",
+                    suggestions=vocabulary.terms,
+                )
+            )
+        elif term not in target.codes:
+            target.codes.append(term)
+    _append(target, ", ".join(target.codes))
+    return flags
+
+
+def _map_risk(value, target: MappedSection, heading: str) -> tuple[list[FlagSpec], bool]:
+    if isinstance(value, dict):
+        level = str(value.get("level", "")).lower()
+        text = _as_text(value.get("text", ""))
+    else:
+        level, text = "", _as_text(value)
+    if level:
+        target.codes = [level]
+    summary = f"Risk level: {level}." if level else ""
+    _append(target, " ".join(p for p in (summary, text) if p), heading=heading)
+    flags = []
+    if level in ("moderate", *HIGH_RISK_LEVELS):
+        flags.append(
+            FlagSpec(
+                kind="risk",
+                section_key=target.key,
+                field="risk_assessment",
+                value=level,
+                message=f"Risk assessed as {level}. Confirm the risk assessment and safety plan before signing.",
+            )
+        )
+    return flags, level in HIGH_RISK_LEVELS

@@ -1,0 +1,408 @@
+"""The clinical domain: practices and roles, clients and consent, note
+templates, AI drafts, notes and their sections and flags.
+
+Models hold fields and small derived properties. Every state change goes
+through notes/services.py; nothing here enforces workflow rules in save().
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+
+class Practice(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+    timezone = models.CharField(max_length=64, default="America/New_York")
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A person's place in one practice. One practice and one role per person:
+    a practice admin who also treats clients gets a second login, so that
+    "an admin cannot sign" stays a property of the account."""
+
+    class Role(models.TextChoices):
+        CLINICIAN = "clinician", "Clinician"
+        PRACTICE_ADMIN = "practice_admin", "Practice admin"
+        QA_REVIEWER = "qa_reviewer", "QA reviewer"
+        AUDITOR = "auditor", "Auditor"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="membership")
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    credentials = models.CharField(max_length=40, blank=True, help_text="e.g. PsyD, LCSW")
+    ehr_practitioner_id = models.CharField(max_length=64, blank=True)
+    is_active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()}, {self.practice})"
+
+
+class Client(models.Model):
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="clients")
+    clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="clients", help_text="Primary clinician"
+    )
+    given_name = models.CharField(max_length=100)
+    family_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField()
+    ehr_patient_id = models.CharField(max_length=64, blank=True, help_text="The patient's id in the practice's EHR")
+    synthetic = models.BooleanField(default=False, help_text="A made-up client for the sandbox and demos")
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            # One EHR identity per client inside a practice: the intake API
+            # resolves clients by it, and the transport writes to it.
+            models.UniqueConstraint(
+                fields=["practice", "ehr_patient_id"],
+                condition=~Q(ehr_patient_id=""),
+                name="client_unique_ehr_patient_id_per_practice",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.given_name} {self.family_name}"
+
+    @property
+    def active_consent(self) -> "ClientConsent | None":
+        for consent in self.consents.all():
+            if consent.revoked_at is None:
+                return consent
+        return None
+
+
+class ClientConsent(models.Model):
+    """The client's consent to AI-assisted documentation. Revoking sets
+    revoked_at; the row stays, so the record shows what was agreed when."""
+
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="consents")
+    consented_on = models.DateField()
+    disclosure_version = models.CharField(max_length=40, help_text="Version of the disclosure text the client read")
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            # At most one active consent per client.
+            models.UniqueConstraint(
+                fields=["client"], condition=Q(revoked_at__isnull=True), name="consent_one_active_per_client"
+            ),
+        ]
+
+
+class NoteTemplate(models.Model):
+    class Kind(models.TextChoices):
+        SOAP = "soap", "SOAP"
+        DAP = "dap", "DAP"
+        CUSTOM = "custom", "Custom"
+
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="templates")
+    key = models.SlugField(max_length=50)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    is_psychotherapy_notes = models.BooleanField(
+        default=False,
+        help_text="Process notes in the HIPAA sense: kept here, never delivered to the EHR.",
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["practice", "key"], name="template_unique_key_per_practice")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class NoteTemplateVersion(models.Model):
+    """One immutable version of a template. Notes point at the version they
+    were drafted under; editing a template means adding a version."""
+
+    class UnplacedPolicy(models.TextChoices):
+        FALLBACK = "fallback", "Put it in the fallback section (and flag it for review)"
+        FLAG = "flag", "Flag it for manual placement"
+
+    template = models.ForeignKey(NoteTemplate, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    is_active = models.BooleanField(default=False)
+    fallback_section_key = models.SlugField(max_length=50, blank=True)
+    unplaced_policy = models.CharField(max_length=10, choices=UnplacedPolicy.choices, default=UnplacedPolicy.FLAG)
+    # AI output field -> section key (MAPPING.md §2). Fields not listed have no place.
+    field_map = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["template", "version"], name="template_version_unique"),
+            # The intake API picks "the practice's active version" of a template.
+            models.UniqueConstraint(
+                fields=["template"], condition=Q(is_active=True), name="template_one_active_version"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} v{self.version}"
+
+
+class TemplateSection(models.Model):
+    class Kind(models.TextChoices):
+        TEXT = "text", "Free text"
+        DIAGNOSIS_CODES = "diagnosis_codes", "Diagnosis codes"
+        INTERVENTIONS = "interventions", "Interventions"
+        RISK = "risk", "Risk"
+
+    template_version = models.ForeignKey(NoteTemplateVersion, on_delete=models.PROTECT, related_name="sections")
+    key = models.SlugField(max_length=50)
+    label = models.CharField(max_length=100)
+    order = models.PositiveIntegerField()
+    required = models.BooleanField(default=False)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TEXT)
+    loinc_code = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["order"]
+        constraints = [
+            models.UniqueConstraint(fields=["template_version", "key"], name="section_unique_key_per_version"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class AISource(models.Model):
+    """An AI scribe allowed to post drafts to one practice."""
+
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="ai_sources")
+    name = models.CharField(max_length=100)
+    vendor = models.CharField(max_length=100, blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    model_version = models.CharField(max_length=50, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Draft(models.Model):
+    """What the AI scribe posted, verbatim. Never changed after it is stored:
+    the note carries every edit, this row is the AI baseline of record."""
+
+    class SessionType(models.TextChoices):
+        INDIVIDUAL = "individual", "Individual"
+        COUPLE = "couple", "Couple"
+        FAMILY = "family", "Family"
+        GROUP = "group", "Group"
+
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="drafts")
+    ai_source = models.ForeignKey(AISource, on_delete=models.PROTECT, related_name="drafts")
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="drafts")
+    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="drafts")
+    payload = models.JSONField()
+    model_name = models.CharField(max_length=100)
+    model_version = models.CharField(max_length=50, blank=True)
+    session_start = models.DateTimeField()
+    session_duration_minutes = models.PositiveIntegerField()
+    session_type = models.CharField(max_length=12, choices=SessionType.choices, default=SessionType.INDIVIDUAL)
+    external_id = models.CharField(max_length=200, blank=True, help_text="The scribe's own draft id")
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # A repeated POST with the same key returns the first draft (intake API).
+            models.UniqueConstraint(
+                fields=["ai_source", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="draft_unique_idempotency_key_per_source",
+            ),
+        ]
+
+    def save(self, *args, **kwargs):
+        # Immutability of the AI record is an invariant, not a workflow rule,
+        # so it is enforced as close to the data as Django allows.
+        if self.pk is not None and not self._state.adding:
+            raise ValueError("A draft is immutable once stored.")
+        super().save(*args, **kwargs)
+
+
+class Note(models.Model):
+    """One version of a clinical note. An amendment is a new Note row with the
+    same lineage and version + 1; the earlier one becomes AMENDED once the
+    amendment is signed. (lineage, version) is the identifier the EHR gets."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        IN_REVIEW = "in_review", "In review"
+        SIGNED = "signed", "Signed"
+        AMENDED = "amended", "Amended"
+        DISCARDED = "discarded", "Discarded"
+
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="notes")
+    draft = models.ForeignKey(Draft, on_delete=models.PROTECT, related_name="notes")
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="notes")
+    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="notes")
+    template_version = models.ForeignKey(NoteTemplateVersion, on_delete=models.PROTECT, related_name="notes")
+    lineage = models.UUIDField(default=uuid.uuid4, editable=False)
+    version = models.PositiveIntegerField(default=1)
+    amends = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="amended_by")
+    amendment_reason = models.TextField(blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.DRAFT)
+    high_risk = models.BooleanField(default=False)
+    blocked_reason = models.CharField(
+        max_length=200, blank=True, help_text="Why this note cannot be signed (e.g. no consent)"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    signed_at = models.DateTimeField(null=True, blank=True)
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    content_hash = models.CharField(max_length=64, blank=True)
+    discarded_reason = models.TextField(blank=True)
+    review_seconds = models.PositiveIntegerField(default=0, help_text="Active review time")
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["lineage", "version"], name="note_unique_lineage_version"),
+            models.CheckConstraint(
+                condition=~Q(state__in=["signed", "amended"])
+                | (Q(signed_at__isnull=False) & Q(signed_by__isnull=False) & ~Q(content_hash="")),
+                name="note_signed_has_signature",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="discarded") | ~Q(discarded_reason=""),
+                name="note_discarded_has_reason",
+            ),
+        ]
+        indexes = [
+            # The clinician's review queue: their notes awaiting review.
+            models.Index(fields=["clinician", "state"], name="note_queue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Note {self.lineage} v{self.version} ({self.get_state_display()})"
+
+    @property
+    def is_signed(self) -> bool:
+        return self.state in (self.State.SIGNED, self.State.AMENDED)
+
+
+class NoteSection(models.Model):
+    class Origin(models.TextChoices):
+        AI = "ai", "AI draft"
+        FALLBACK = "fallback", "AI draft, placed by fallback rule"
+        CLINICIAN = "clinician", "Written by the clinician"
+
+    note = models.ForeignKey(Note, on_delete=models.CASCADE, related_name="sections")
+    key = models.SlugField(max_length=50)
+    label = models.CharField(max_length=100)
+    order = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=TemplateSection.Kind.choices, default=TemplateSection.Kind.TEXT)
+    required = models.BooleanField(default=False)
+    text = models.TextField(blank=True)
+    ai_text = models.TextField(blank=True, help_text="The AI baseline this section started from")
+    # Structured values for code sections (ICD-10-CM codes, intervention terms).
+    codes = models.JSONField(default=list, blank=True)
+    ai_codes = models.JSONField(default=list, blank=True)
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.AI)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["order"]
+        constraints = [models.UniqueConstraint(fields=["note", "key"], name="note_section_unique_key")]
+
+
+class Flag(models.Model):
+    """Something the clinician must resolve before signing (invariant 7)."""
+
+    class Kind(models.TextChoices):
+        UNPLACED_CONTENT = "unplaced_content", "Content with no place in the template"
+        MISSING_REQUIRED = "missing_required", "Required section is empty"
+        INVALID_CODE = "invalid_code", "Invalid diagnosis code"
+        UNKNOWN_INTERVENTION = "unknown_intervention", "Intervention not in the practice vocabulary"
+        RISK = "risk", "Risk item to acknowledge"
+        OTHER_PARTICIPANT = "other_participant", "Another group member named"
+
+    note = models.ForeignKey(Note, on_delete=models.CASCADE, related_name="flags")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    section_key = models.SlugField(max_length=50, blank=True)
+    field = models.CharField(max_length=100, blank=True, help_text="The AI output field it came from")
+    value = models.JSONField(null=True, blank=True, help_text="The offending value, verbatim")
+    message = models.TextField()
+    suggestions = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    resolution = models.TextField(blank=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        indexes = [
+            # note_sign: "does this note have unresolved flags?"
+            models.Index(fields=["note"], condition=Q(resolved_at__isnull=True), name="flag_open_idx"),
+        ]
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class InterventionTerm(models.Model):
+    """The practice's controlled vocabulary of interventions and modalities.
+    Synonyms let "motivational interviewing" find MI."""
+
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="intervention_terms")
+    term = models.CharField(max_length=100)
+    synonyms = models.JSONField(default=list, blank=True)
+    is_active = models.BooleanField(default=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["term"]
+        constraints = [models.UniqueConstraint(fields=["practice", "term"], name="intervention_unique_term")]
+
+    def __str__(self) -> str:
+        return self.term
+
+
+class AISourceKey(models.Model):
+    """An API key of an AI source. Only a hash is stored; the key is shown
+    once. Rotation adds a new key and gives the old one an expiry, so both
+    work during the overlap window."""
+
+    ai_source = models.ForeignKey(AISource, on_delete=models.PROTECT, related_name="keys")
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public part, to find the key")
+    key_hash = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()

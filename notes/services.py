@@ -1,0 +1,594 @@
+"""The note state machine and the other writes of the clinical domain.
+
+One function per transition. Each takes keyword-only arguments and the actor,
+runs in one transaction, checks the note's state against TRANSITIONS, raises a
+domain error a clinician can read, and writes its AuditEvent in the same
+transaction. Nothing else changes a note's state.
+"""
+
+import hashlib
+import json
+from datetime import date, datetime
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import Actor, actor_ai, actor_person, audit_record
+from notes import default_templates
+from notes.errors import DomainError, IllegalTransition, NotPermitted, SignBlocked, StepUpRequired
+from notes.mapping import SectionSpec, TemplateSpec, map_ai_output
+from notes.models import (
+    AISource,
+    Client,
+    ClientConsent,
+    Draft,
+    Flag,
+    InterventionTerm,
+    Membership,
+    Note,
+    NoteSection,
+    NoteTemplate,
+    NoteTemplateVersion,
+    Practice,
+    TemplateSection,
+)
+from notes.roles import Role, membership_of
+from notes.vocabulary import InterventionVocabulary
+
+S = Note.State
+
+# action -> {from state: to state}. The single source of what may happen when.
+TRANSITIONS: dict[str, dict[str, str]] = {
+    "open": {S.DRAFT: S.IN_REVIEW, S.IN_REVIEW: S.IN_REVIEW},
+    "edit": {S.DRAFT: S.IN_REVIEW, S.IN_REVIEW: S.IN_REVIEW},
+    "resolve_flag": {S.DRAFT: S.IN_REVIEW, S.IN_REVIEW: S.IN_REVIEW},
+    "sign": {S.IN_REVIEW: S.SIGNED},
+    "discard": {S.DRAFT: S.DISCARDED, S.IN_REVIEW: S.DISCARDED},
+    # Amending leaves the signed note as it is until the amendment is signed.
+    "amend": {S.SIGNED: S.SIGNED},
+    "supersede": {S.SIGNED: S.AMENDED},
+}
+
+_ACTION_WORDS = {
+    "open": "opened",
+    "edit": "edited",
+    "resolve_flag": "changed",
+    "sign": "signed",
+    "discard": "discarded",
+    "amend": "amended",
+    "supersede": "superseded",
+}
+
+
+def _next_state(note: Note, action: str) -> str:
+    allowed = TRANSITIONS[action]
+    if note.state not in allowed:
+        raise IllegalTransition(
+            f"This note is {note.get_state_display().lower()} and cannot be {_ACTION_WORDS[action]}."
+            + (" Signed notes change only by amendment." if note.is_signed and action != "amend" else "")
+        )
+    return allowed[note.state]
+
+
+def _require_note_clinician(note: Note, actor) -> None:
+    """Only the clinician who held the session edits, signs or discards it."""
+    membership = membership_of(actor)
+    if membership is None or membership.practice_id != note.practice_id:
+        raise NotPermitted("You are not a member of this note's practice.")
+    if membership.role != Role.CLINICIAN:
+        raise NotPermitted(f"A {membership.get_role_display().lower()} cannot change or sign clinical notes.")
+    if note.clinician_id != actor.pk:
+        raise NotPermitted("Only the clinician who held the session can change or sign this note.")
+
+
+def _lock(note: Note) -> Note:
+    return Note.objects.select_for_update().select_related("client", "template_version__template").get(pk=note.pk)
+
+
+# --- practice set-up -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def practice_create(*, name: str, slug: str, timezone_name: str = "America/New_York") -> Practice:
+    """A practice with the default SOAP and DAP templates and intervention vocabulary."""
+    practice = Practice(name=name, slug=slug, timezone=timezone_name)
+    practice.full_clean()
+    practice.save()
+    for spec in default_templates.DEFAULT_TEMPLATES:
+        template_create(practice=practice, spec=spec)
+    InterventionTerm.objects.bulk_create(
+        InterventionTerm(practice=practice, term=term, synonyms=synonyms)
+        for term, synonyms in default_templates.DEFAULT_INTERVENTIONS.items()
+    )
+    audit_record(practice=practice, actor=Actor(type="system", label="setup"), action="practice.create", obj=practice)
+    return practice
+
+
+@transaction.atomic
+def template_create(*, practice: Practice, spec: dict, created_by=None) -> NoteTemplateVersion:
+    """Create a template, or a new active version of an existing one."""
+    template, _ = NoteTemplate.objects.get_or_create(
+        practice=practice,
+        key=spec["key"],
+        defaults={
+            "name": spec["name"],
+            "kind": spec.get("kind", NoteTemplate.Kind.CUSTOM),
+            "is_psychotherapy_notes": spec.get("is_psychotherapy_notes", False),
+        },
+    )
+    section_keys = {s["key"] for s in spec["sections"]}
+    for field_name, key in spec["field_map"].items():
+        if key not in section_keys:
+            raise DomainError(f"Field “{field_name}” maps to unknown section “{key}”.", field="field_map")
+    fallback = spec.get("fallback_section_key", "")
+    if fallback and fallback not in section_keys:
+        raise DomainError(f"Fallback section “{fallback}” is not a section of the template.", field="fallback")
+    last = template.versions.order_by("-version").first()
+    template.versions.filter(is_active=True).update(is_active=False)
+    version = NoteTemplateVersion.objects.create(
+        template=template,
+        version=(last.version + 1) if last else 1,
+        is_active=True,
+        fallback_section_key=fallback,
+        unplaced_policy=spec.get("unplaced_policy", NoteTemplateVersion.UnplacedPolicy.FLAG),
+        field_map=spec["field_map"],
+        created_by=created_by,
+    )
+    TemplateSection.objects.bulk_create(
+        TemplateSection(
+            template_version=version,
+            key=s["key"],
+            label=s["label"],
+            order=i,
+            required=s.get("required", False),
+            kind=s.get("kind", TemplateSection.Kind.TEXT),
+            loinc_code=s.get("loinc_code", ""),
+        )
+        for i, s in enumerate(spec["sections"], start=1)
+    )
+    return version
+
+
+@transaction.atomic
+def member_create(
+    *,
+    practice: Practice,
+    username: str,
+    password: str,
+    role: str,
+    first_name: str = "",
+    last_name: str = "",
+    email: str = "",
+    credentials: str = "",
+) -> Membership:
+    user = get_user_model().objects.create_user(
+        username=username, password=password, first_name=first_name, last_name=last_name, email=email
+    )
+    membership = Membership(user=user, practice=practice, role=role, credentials=credentials)
+    membership.full_clean()
+    membership.save()
+    return membership
+
+
+@transaction.atomic
+def client_create(
+    *,
+    practice: Practice,
+    clinician,
+    given_name: str,
+    family_name: str,
+    date_of_birth: date,
+    ehr_patient_id: str = "",
+    synthetic: bool = False,
+    actor,
+) -> Client:
+    client = Client(
+        practice=practice,
+        clinician=clinician,
+        given_name=given_name,
+        family_name=family_name,
+        date_of_birth=date_of_birth,
+        ehr_patient_id=ehr_patient_id,
+        synthetic=synthetic,
+    )
+    client.full_clean()
+    client.save()
+    audit_record(practice=practice, actor=actor_person(actor), action="client.create", obj=client, client=client)
+    return client
+
+
+@transaction.atomic
+def consent_record(*, client: Client, consented_on: date, disclosure_version: str, actor) -> ClientConsent:
+    if client.consents.filter(revoked_at__isnull=True).exists():
+        raise DomainError("This client already has an active consent.", field="consented_on")
+    consent = ClientConsent(
+        client=client, consented_on=consented_on, disclosure_version=disclosure_version, recorded_by=actor
+    )
+    consent.full_clean()
+    consent.save()
+    audit_record(
+        practice=client.practice,
+        actor=actor_person(actor),
+        action="consent.record",
+        obj=consent,
+        client=client,
+        after={"consented_on": consented_on, "disclosure_version": disclosure_version},
+    )
+    return consent
+
+
+@transaction.atomic
+def consent_revoke(*, client: Client, actor) -> ClientConsent:
+    consent = client.consents.select_for_update().filter(revoked_at__isnull=True).first()
+    if consent is None:
+        raise DomainError("This client has no active consent to revoke.")
+    consent.revoked_at = timezone.now()
+    consent.revoked_by = actor
+    consent.save(update_fields=["revoked_at", "revoked_by"])
+    audit_record(
+        practice=client.practice, actor=actor_person(actor), action="consent.revoke", obj=consent, client=client
+    )
+    return consent
+
+
+# --- intake ----------------------------------------------------------------------------------------
+
+
+def template_spec(version: NoteTemplateVersion) -> TemplateSpec:
+    return TemplateSpec(
+        sections=[
+            SectionSpec(key=s.key, label=s.label, order=s.order, kind=s.kind, required=s.required)
+            for s in version.sections.all()
+        ],
+        field_map=version.field_map,
+        fallback_section_key=version.fallback_section_key,
+        unplaced_policy=version.unplaced_policy,
+    )
+
+
+def practice_vocabulary(practice: Practice) -> InterventionVocabulary:
+    return InterventionVocabulary(
+        {t.term: t.synonyms for t in InterventionTerm.objects.filter(practice=practice, is_active=True)}
+    )
+
+
+@transaction.atomic
+def draft_ingest(
+    *,
+    ai_source: AISource,
+    client: Client,
+    clinician,
+    template_version: NoteTemplateVersion,
+    payload: dict,
+    session_start: datetime,
+    session_duration_minutes: int,
+    session_type: str = Draft.SessionType.INDIVIDUAL,
+    model_name: str,
+    model_version: str = "",
+    external_id: str = "",
+    idempotency_key: str = "",
+    other_participant_names: list[str] = (),
+) -> Note:
+    """Store the AI payload verbatim and map it onto a note awaiting review.
+
+    A client without active consent still gets the draft stored (nothing is
+    lost), but the note is blocked and cannot be signed (invariant 9).
+    """
+    draft = Draft.objects.create(
+        practice=ai_source.practice,
+        ai_source=ai_source,
+        client=client,
+        clinician=clinician,
+        payload=payload,
+        model_name=model_name,
+        model_version=model_version,
+        session_start=session_start,
+        session_duration_minutes=session_duration_minutes,
+        session_type=session_type,
+        external_id=external_id,
+        idempotency_key=idempotency_key,
+    )
+    mapped = map_ai_output(
+        payload,
+        template_spec(template_version),
+        vocabulary=practice_vocabulary(ai_source.practice),
+        other_participant_names=list(other_participant_names),
+    )
+    has_consent = client.consents.filter(revoked_at__isnull=True).exists()
+    note = Note.objects.create(
+        practice=ai_source.practice,
+        draft=draft,
+        client=client,
+        clinician=clinician,
+        template_version=template_version,
+        high_risk=mapped.high_risk,
+        blocked_reason="" if has_consent else "The client has no active consent to AI-assisted documentation.",
+    )
+    NoteSection.objects.bulk_create(
+        NoteSection(
+            note=note,
+            key=s.key,
+            label=s.label,
+            order=s.order,
+            kind=s.kind,
+            required=s.required,
+            text=s.text,
+            ai_text=s.text,
+            codes=s.codes,
+            ai_codes=list(s.codes),
+            origin=s.origin,
+        )
+        for s in mapped.sections
+    )
+    Flag.objects.bulk_create(
+        Flag(
+            note=note,
+            kind=f.kind,
+            section_key=f.section_key,
+            field=f.field,
+            value=f.value,
+            message=f.message,
+            suggestions=f.suggestions,
+        )
+        for f in mapped.flags
+    )
+    audit_record(
+        practice=note.practice,
+        actor=actor_ai(ai_source, model_name=model_name, model_version=model_version),
+        action="note.draft",
+        obj=note,
+        note=note,
+        client=client,
+        after={"draft": draft.pk, "sections": {s.key: s.text for s in mapped.sections}},
+        detail={"flags": len(mapped.flags), "high_risk": mapped.high_risk, "blocked": not has_consent},
+    )
+    return note
+
+
+# --- review transitions ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def note_open(*, note: Note, actor) -> Note:
+    """The clinician opens a draft: it is now in review. Viewing by others is
+    logged by the PHI access log, not here."""
+    note = _lock(note)
+    _require_note_clinician(note, actor)
+    new_state = _next_state(note, "open")
+    if new_state != note.state:
+        before = note.state
+        note.state = new_state
+        note.save(update_fields=["state", "updated_at"])
+        audit_record(
+            practice=note.practice,
+            actor=actor_person(actor),
+            action="note.open",
+            obj=note,
+            note=note,
+            client=note.client,
+            before={"state": before},
+            after={"state": new_state},
+        )
+    return note
+
+
+@transaction.atomic
+def note_edit_section(*, note: Note, section_key: str, text: str, codes: list | None = None, actor) -> NoteSection:
+    note = _lock(note)
+    _require_note_clinician(note, actor)
+    new_state = _next_state(note, "edit")
+    section = note.sections.select_for_update().filter(key=section_key).first()
+    if section is None:
+        raise DomainError(f"This note has no section “{section_key}”.", field="section")
+    before = {"text": section.text, "codes": section.codes}
+    section.text = text
+    if codes is not None:
+        section.codes = codes
+    if before == {"text": section.text, "codes": section.codes}:
+        return section  # an autosave of unchanged text is not an edit
+    if section.text != section.ai_text:
+        section.origin = NoteSection.Origin.CLINICIAN
+    section.save(update_fields=["text", "codes", "origin"])
+    note.state = new_state
+    note.save(update_fields=["state", "updated_at"])
+    audit_record(
+        practice=note.practice,
+        actor=actor_person(actor),
+        action="note.edit",
+        obj=section,
+        note=note,
+        client=note.client,
+        before=before,
+        after={"text": section.text, "codes": section.codes},
+        detail={"section": section_key},
+    )
+    return section
+
+
+@transaction.atomic
+def flag_resolve(*, flag: Flag, resolution: str, actor) -> Flag:
+    note = _lock(flag.note)
+    _require_note_clinician(note, actor)
+    new_state = _next_state(note, "resolve_flag")
+    flag = Flag.objects.select_for_update().get(pk=flag.pk)
+    if flag.resolved_at is not None:
+        raise DomainError("This flag is already resolved.")
+    if not resolution.strip():
+        raise DomainError("Say how the flag was resolved.", field="resolution")
+    flag.resolved_at = timezone.now()
+    flag.resolved_by = actor
+    flag.resolution = resolution.strip()
+    flag.save(update_fields=["resolved_at", "resolved_by", "resolution"])
+    if note.state != new_state:
+        note.state = new_state
+        note.save(update_fields=["state", "updated_at"])
+    audit_record(
+        practice=note.practice,
+        actor=actor_person(actor),
+        action="flag.resolve",
+        obj=flag,
+        note=note,
+        client=note.client,
+        after={"kind": flag.kind, "resolution": flag.resolution},
+    )
+    return flag
+
+
+def note_content(note: Note) -> dict:
+    """The signed content: what the hash covers and what the EHR receives."""
+    return {
+        "lineage": str(note.lineage),
+        "version": note.version,
+        "client": note.client_id,
+        "ehr_patient_id": note.client.ehr_patient_id,
+        "template_version": note.template_version_id,
+        "sections": [
+            {"key": s.key, "label": s.label, "text": s.text, "codes": s.codes} for s in note.sections.order_by("order")
+        ],
+    }
+
+
+def note_content_hash(note: Note) -> str:
+    canonical = json.dumps(note_content(note), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@transaction.atomic
+def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime | None = None) -> Note:
+    """Sign the note, and in the same transaction write its Delivery row.
+
+    Raises SignBlocked when flags are open, the client has no active consent or
+    the note is blocked; StepUpRequired when the last OTP step-up is older than
+    SIGN_STEP_UP_WINDOW.
+    """
+    from integrations.services import delivery_create_for_note
+
+    now = now or timezone.now()
+    note = _lock(note)
+    _require_note_clinician(note, actor)
+    new_state = _next_state(note, "sign")
+    if step_up_at is None or now - step_up_at > settings.SIGN_STEP_UP_WINDOW:
+        raise StepUpRequired("Enter a code from your authenticator to sign.")
+    if note.blocked_reason:
+        raise SignBlocked(note.blocked_reason)
+    if not note.client.consents.filter(revoked_at__isnull=True).exists():
+        raise SignBlocked("The client has no active consent to AI-assisted documentation.")
+    open_flags = note.flags.filter(resolved_at__isnull=True).count()
+    if open_flags:
+        raise SignBlocked(f"Resolve the {open_flags} open flag{'s' if open_flags > 1 else ''} before signing.")
+    note.state = new_state
+    note.signed_at = now
+    note.signed_by = actor
+    note.content_hash = note_content_hash(note)
+    note.save(update_fields=["state", "signed_at", "signed_by", "content_hash", "updated_at"])
+    if note.amends_id:
+        _note_supersede(note=note.amends, by=note, actor=actor)
+    audit_record(
+        practice=note.practice,
+        actor=actor_person(actor),
+        action="note.sign",
+        obj=note,
+        note=note,
+        client=note.client,
+        before={"state": S.IN_REVIEW},
+        after={"state": new_state, "content_hash": note.content_hash, "signed_at": now},
+        detail={"version": note.version, "template_version": note.template_version_id, "step_up_at": step_up_at},
+    )
+    delivery_create_for_note(note=note)
+    return note
+
+
+def _note_supersede(*, note: Note, by: Note, actor) -> None:
+    note = _lock(note)
+    note.state = _next_state(note, "supersede")
+    note.save(update_fields=["state", "updated_at"])
+    audit_record(
+        practice=note.practice,
+        actor=actor_person(actor),
+        action="note.supersede",
+        obj=note,
+        note=note,
+        client=note.client,
+        before={"state": S.SIGNED},
+        after={"state": S.AMENDED, "superseded_by": by.pk},
+    )
+
+
+@transaction.atomic
+def note_discard(*, note: Note, reason: str, actor) -> Note:
+    note = _lock(note)
+    _require_note_clinician(note, actor)
+    new_state = _next_state(note, "discard")
+    if not reason.strip():
+        raise DomainError("Give a reason for discarding the note.", field="reason")
+    before = note.state
+    note.state = new_state
+    note.discarded_reason = reason.strip()
+    note.save(update_fields=["state", "discarded_reason", "updated_at"])
+    audit_record(
+        practice=note.practice,
+        actor=actor_person(actor),
+        action="note.discard",
+        obj=note,
+        note=note,
+        client=note.client,
+        before={"state": before},
+        after={"state": new_state, "reason": note.discarded_reason},
+    )
+    return note
+
+
+@transaction.atomic
+def note_amend(*, note: Note, reason: str, actor) -> Note:
+    """Start an amendment: a new version in review, copied from the signed one.
+    The signed note stays signed (and is delivered as it is) until the
+    amendment is signed; then it becomes AMENDED."""
+    note = _lock(note)
+    _require_note_clinician(note, actor)
+    _next_state(note, "amend")
+    if not reason.strip():
+        raise DomainError("Give a reason for the amendment.", field="reason")
+    if Note.objects.filter(amends=note).exists():
+        raise IllegalTransition("An amendment of this note is already open.")
+    amendment = Note.objects.create(
+        practice=note.practice,
+        draft=note.draft,
+        client=note.client,
+        clinician=note.clinician,
+        template_version=note.template_version,
+        lineage=note.lineage,
+        version=note.version + 1,
+        amends=note,
+        amendment_reason=reason.strip(),
+        state=S.IN_REVIEW,
+        high_risk=note.high_risk,
+    )
+    NoteSection.objects.bulk_create(
+        NoteSection(
+            note=amendment,
+            key=s.key,
+            label=s.label,
+            order=s.order,
+            kind=s.kind,
+            required=s.required,
+            text=s.text,
+            ai_text=s.ai_text,
+            codes=s.codes,
+            ai_codes=s.ai_codes,
+            origin=s.origin,
+        )
+        for s in note.sections.all()
+    )
+    audit_record(
+        practice=note.practice,
+        actor=actor_person(actor),
+        action="note.amend",
+        obj=amendment,
+        note=amendment,
+        client=note.client,
+        before={"version": note.version},
+        after={"version": amendment.version, "reason": amendment.amendment_reason},
+    )
+    return amendment

@@ -1,0 +1,148 @@
+"""HTML views: thin. Each fetches through a selector (scoped to the user, so
+another practice's object is a 404), calls a service, and renders."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import logout as auth_logout
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+from django_otp import login as otp_login
+
+from audit.services import audit_phi_access
+from notes import selectors, services
+from notes.errors import DomainError
+from notes.forms import ConsentForm, PasswordAndCodeForm
+from notes.roles import Role, membership_of
+
+
+def member_required(*roles: str):
+    """Logged in with both factors, an active member, and (if given) one of roles."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            if not request.user.is_authenticated or not request.user.is_verified():
+                return redirect(f"{reverse('login')}?next={request.path}")
+            membership = membership_of(request.user)
+            if membership is None or (roles and membership.role not in roles):
+                raise PermissionDenied("Your role does not give access to this page.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    form = PasswordAndCodeForm(request, data=request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.get_user()
+        auth_login(request, user)
+        otp_login(request, form.otp_device)
+        next_url = request.POST.get("next") or request.GET.get("next") or ""
+        if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+            next_url = reverse("home")
+        return redirect(next_url)
+    return render(request, "registration/login.html", {"form": form, "next": request.GET.get("next", "")})
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    auth_logout(request)
+    return redirect("login")
+
+
+@member_required()
+def home(request: HttpRequest) -> HttpResponse:
+    role = membership_of(request.user).role
+    return redirect(
+        {
+            Role.CLINICIAN: "queue",
+            Role.QA_REVIEWER: "signed_notes",
+            Role.PRACTICE_ADMIN: "client_list",
+            Role.AUDITOR: "audit_log",
+        }[role]
+    )
+
+
+@member_required(Role.CLINICIAN)
+def queue(request: HttpRequest) -> HttpResponse:
+    notes = list(selectors.review_queue_for_user(user=request.user))
+    return render(request, "notes/queue.html", {"notes": notes})
+
+
+@member_required(Role.QA_REVIEWER)
+def signed_notes(request: HttpRequest) -> HttpResponse:
+    notes = (
+        selectors.note_list_for_user(user=request.user)
+        .select_related("client", "clinician", "draft")
+        .order_by("-signed_at")[:200]
+    )
+    return render(request, "notes/signed_notes.html", {"notes": notes})
+
+
+@member_required(Role.CLINICIAN, Role.QA_REVIEWER)
+def note_detail(request: HttpRequest, note_id: int) -> HttpResponse:
+    note = selectors.note_get_for_user(user=request.user, note_id=note_id)
+    audit_phi_access(user=request.user, note=note)
+    return render(
+        request,
+        "notes/note_detail.html",
+        {
+            "note": note,
+            "sections": note.sections.all(),
+            "flags": note.flags.all(),
+            "can_edit": note.clinician_id == request.user.pk and not note.is_signed,
+        },
+    )
+
+
+@member_required(Role.CLINICIAN, Role.PRACTICE_ADMIN, Role.QA_REVIEWER)
+def client_list(request: HttpRequest) -> HttpResponse:
+    clients = selectors.client_list_for_user(user=request.user).prefetch_related("consents").order_by("family_name")
+    return render(request, "notes/client_list.html", {"clients": clients})
+
+
+@member_required(Role.CLINICIAN, Role.PRACTICE_ADMIN, Role.QA_REVIEWER)
+def client_detail(request: HttpRequest, client_id: int) -> HttpResponse:
+    client = selectors.client_get_for_user(user=request.user, client_id=client_id)
+    audit_phi_access(user=request.user, client=client)
+    can_manage_consent = membership_of(request.user).role in (Role.PRACTICE_ADMIN, Role.CLINICIAN)
+    return render(
+        request,
+        "notes/client_detail.html",
+        {"client": client, "consent_form": ConsentForm(), "can_manage_consent": can_manage_consent},
+    )
+
+
+@require_POST
+@member_required(Role.CLINICIAN, Role.PRACTICE_ADMIN)
+def client_consent(request: HttpRequest, client_id: int) -> HttpResponse:
+    client = selectors.client_get_for_user(user=request.user, client_id=client_id)
+    try:
+        if request.POST.get("action") == "revoke":
+            services.consent_revoke(client=client, actor=request.user)
+            messages.success(request, "Consent revoked. New AI drafts for this client will be blocked.")
+        else:
+            form = ConsentForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, "Enter the consent date and the disclosure version.")
+            else:
+                services.consent_record(client=client, actor=request.user, **form.cleaned_data)
+                messages.success(request, "Consent recorded.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("client_detail", client_id=client.pk)
+
+
+@member_required(Role.AUDITOR)
+def audit_log(request: HttpRequest) -> HttpResponse:
+    events = selectors.audit_events_for_user(user=request.user).order_by("-seq")[:200]
+    return render(request, "audit/audit_log.html", {"events": events})

@@ -1,0 +1,93 @@
+"""Controlled vocabularies: ICD-10-CM diagnosis codes (simple-icd-10-cm) and
+the practice's intervention terms. Pure lookups, no database writes."""
+
+import re
+from dataclasses import dataclass, field
+
+import simple_icd_10_cm as icd
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    code: str  # normalised, with the dot (F33.1)
+    valid: bool
+    description: str = ""
+    message: str = ""
+    suggestions: list[dict] = field(default_factory=list)
+
+
+_CODE_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+
+
+def icd10_check(raw: str) -> CodeCheck:
+    """Is this a billable ICD-10-CM code? A category that has children is a
+    real code but not billable: refused with its billable children suggested."""
+    code = str(raw).strip().upper()
+    if not _CODE_SHAPE.match(code) or not icd.is_valid_item(code) or icd.is_chapter_or_block(code):
+        return CodeCheck(code=code, valid=False, message=f"“{raw}” is not an ICD-10-CM code.")
+    dotted = icd.add_dot(code)
+    if not icd.is_leaf(dotted):
+        children = [c for c in icd.get_descendants(dotted) if icd.is_leaf(c)][:12]
+        return CodeCheck(
+            code=dotted,
+            valid=False,
+            description=icd.get_description(dotted),
+            message=f"{dotted} ({icd.get_description(dotted)}) is a category, not a billable code; choose a "
+            "more specific code.",
+            suggestions=[{"code": c, "description": icd.get_description(c)} for c in children],
+        )
+    return CodeCheck(code=dotted, valid=True, description=icd.get_description(dotted))
+
+
+def icd10_search(query: str, *, limit: int = 20) -> list[dict]:
+    """Billable codes whose code or description matches every word of query
+    (for the review page's code picker)."""
+    words = [w for w in query.lower().split() if w]
+    if not words:
+        return []
+    prefix = query.strip().upper().replace(".", "")
+    out = []
+    for code in _billable_codes():
+        desc = icd.get_description(code)
+        bare = code.replace(".", "")
+        if bare.startswith(prefix) or all(w in desc.lower() for w in words):
+            out.append({"code": code, "description": desc})
+            if len(out) >= limit:
+                break
+    return out
+
+
+_BILLABLE: list[str] | None = None
+
+
+def _billable_codes() -> list[str]:
+    global _BILLABLE
+    if _BILLABLE is None:
+        _BILLABLE = [
+            icd.add_dot(c)
+            for c in icd.get_all_codes(with_dots=False)
+            if icd.is_leaf(c) and not icd.is_chapter_or_block(c)
+        ]
+    return _BILLABLE
+
+
+def _norm(term: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", term.lower()).split())
+
+
+class InterventionVocabulary:
+    """Resolves a term or one of its synonyms (case and punctuation ignored)
+    to the practice's canonical term."""
+
+    def __init__(self, terms: dict[str, list[str]]):
+        self._lookup: dict[str, str] = {}
+        for term, synonyms in terms.items():
+            for name in [term, *synonyms]:
+                self._lookup[_norm(name)] = term
+
+    def resolve(self, raw: str) -> str | None:
+        return self._lookup.get(_norm(str(raw)))
+
+    @property
+    def terms(self) -> list[str]:
+        return sorted(set(self._lookup.values()))

@@ -1,0 +1,3 @@
+from psyfi_review.celery import app as celery_app
+
+__all__ = ["celery_app"]

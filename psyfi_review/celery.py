@@ -1,0 +1,12 @@
+"""The Celery app. The broker is whatever settings say: Redis in production
+and tests, kombu's filesystem transport in the single-box demo."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psyfi_review.settings")
+
+app = Celery("psyfi_review")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
