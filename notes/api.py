@@ -1,6 +1,7 @@
 """Read API for the people of a practice (session + OTP). The scribes' intake
 API lives in notes/intake_api.py."""
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +20,10 @@ class NoteListApi(APIView):
         high_risk = serializers.BooleanField()
         signed_at = serializers.DateTimeField(allow_null=True)
 
+        class Meta:
+            ref_name = "NoteSummary"
+
+    @extend_schema(operation_id="notes_list", responses=OutputSerializer(many=True))
     def get(self, request):
         notes = selectors.note_list_for_user(user=request.user).order_by("-pk")[:500]
         return Response(self.OutputSerializer(notes, many=True).data)
@@ -33,6 +38,9 @@ class NoteDetailApi(APIView):
             ai_text = serializers.CharField()
             codes = serializers.JSONField()
 
+            class Meta:
+                ref_name = "NoteSection"
+
         id = serializers.IntegerField()
         state = serializers.CharField()
         version = serializers.IntegerField()
@@ -42,6 +50,10 @@ class NoteDetailApi(APIView):
         content_hash = serializers.CharField()
         sections = SectionSerializer(many=True, source="sections.all")
 
+        class Meta:
+            ref_name = "Note"
+
+    @extend_schema(operation_id="notes_retrieve", responses=OutputSerializer)
     def get(self, request, note_id: int):
         note = selectors.note_get_for_user(user=request.user, note_id=note_id)
         audit_phi_access(user=request.user, note=note)
@@ -58,9 +70,13 @@ class ClientDetailApi(APIView):
         synthetic = serializers.BooleanField()
         has_consent = serializers.SerializerMethodField()
 
+        class Meta:
+            ref_name = "Client"
+
         def get_has_consent(self, client) -> bool:
             return client.active_consent is not None
 
+    @extend_schema(operation_id="clients_retrieve", responses=OutputSerializer)
     def get(self, request, client_id: int):
         client = selectors.client_get_for_user(user=request.user, client_id=client_id)
         audit_phi_access(user=request.user, client=client)

@@ -17,16 +17,19 @@ def _answers(host: str, port: int) -> bool:
 
 
 _in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Where to look for the services (overridable so the "missing service" rule is testable).
+_pg_host, _pg_port = os.environ.get("PSYFI_TEST_PG_ADDR", "127.0.0.1:5432").rsplit(":", 1)
+_redis_host, _redis_port = os.environ.get("PSYFI_TEST_REDIS_ADDR", "127.0.0.1:6379").rsplit(":", 1)
 if "DATABASE_URL" not in os.environ:
-    if _answers("127.0.0.1", 5432):
-        os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/psyfi"
+    if _answers(_pg_host, int(_pg_port)):
+        os.environ["DATABASE_URL"] = f"postgres://postgres@{_pg_host}:{_pg_port}/psyfi"
     elif _in_ci:
-        raise ImproperlyConfigured("CI=true but PostgreSQL does not answer on 127.0.0.1:5432")
+        raise ImproperlyConfigured(f"CI=true but PostgreSQL does not answer on {_pg_host}:{_pg_port}")
 if "REDIS_URL" not in os.environ:
-    if _answers("127.0.0.1", 6379):
-        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/" + os.environ.get("PSYFI_TEST_REDIS_DB", "5")
+    if _answers(_redis_host, int(_redis_port)):
+        os.environ["REDIS_URL"] = f"redis://{_redis_host}:{_redis_port}/" + os.environ.get("PSYFI_TEST_REDIS_DB", "5")
     elif _in_ci:
-        raise ImproperlyConfigured("CI=true but Redis does not answer on 127.0.0.1:6379")
+        raise ImproperlyConfigured(f"CI=true but Redis does not answer on {_redis_host}:{_redis_port}")
 
 from psyfi_review.settings import *  # noqa: E402, F403
 
