@@ -74,3 +74,45 @@ class AuditChainHead(models.Model):
     practice = models.OneToOneField("notes.Practice", on_delete=models.PROTECT, related_name="+")
     seq = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="0" * 64)
+
+
+class NoteAttribution(models.Model):
+    """Who wrote the signed text: computed at signing (audit.attribution) in
+    the signature's transaction and never changed afterwards. Characters of
+    the signed text are either AI-generated and kept, or written by the
+    clinician; ai_removed_chars counts AI text the clinician deleted."""
+
+    note = models.OneToOneField("notes.Note", on_delete=models.PROTECT, related_name="attribution")
+    ai_source = models.ForeignKey("notes.AISource", on_delete=models.PROTECT, related_name="+")
+    ai_label = models.CharField(max_length=200, help_text="AI source with model and version, as shown")
+    model_name = models.CharField(max_length=100, blank=True)
+    model_version = models.CharField(max_length=50, blank=True)
+    signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    signed_at = models.DateTimeField()
+    content_hash = models.CharField(max_length=64)
+    total_chars = models.PositiveIntegerField()
+    ai_kept_chars = models.PositiveIntegerField()
+    clinician_chars = models.PositiveIntegerField()
+    ai_removed_chars = models.PositiveIntegerField()
+    # [{"key", "label", "total_chars", "ai_kept_chars", "clinician_chars", "ai_removed_chars"}] in section order.
+    sections = models.JSONField(default=list, blank=True)
+    # Names of the people whose edits are in the text (all versions of the note), first editor first.
+    editors = models.JSONField(default=list, blank=True)
+    method = models.CharField(max_length=60, help_text="How the shares were computed")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("An attribution is stored with the signature and never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("An attribution is stored with the signature and never changed.")
+
+    @property
+    def clinician_percent(self) -> int:
+        return round(100 * self.clinician_chars / self.total_chars) if self.total_chars else 0
+
+    @property
+    def ai_percent(self) -> int:
+        return 100 - self.clinician_percent if self.total_chars else 0

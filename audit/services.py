@@ -3,8 +3,11 @@ it inside the transaction of the change it records, so the event and the
 change commit or roll back together."""
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass
+from datetime import UTC
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
@@ -37,37 +40,128 @@ def actor_system(label: str = "system") -> Actor:
     return Actor(type=AuditEvent.ActorType.SYSTEM, label=label)
 
 
-def _event_digest(*, prev_hash: str, fields: dict) -> str:
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+# The chain hash covers these columns. The canonical text of an event is the
+# JSON array of their values in this order, as PostgreSQL's json_build_array
+# prints it: ", " between items, strings JSON-escaped with non-ASCII left as
+# it is, NULL as null, created_at as datetime.isoformat() gives it in UTC,
+# and each JSON column as PostgreSQL prints jsonb. So PostgreSQL can rebuild
+# the text, and the hash, of millions of events without sending them to
+# Python (audit.verify), and anyone can re-derive it from a row. This module
+# builds the same text in Python, for writing and for other databases. The
+# chain hash is SHA-256 (hex) of the previous event's hash followed by the
+# canonical text, in UTF-8.
+HASHED_COLUMNS = (
+    "action",
+    "actor_ai_source_id",
+    "actor_label",
+    "actor_type",
+    "actor_user_id",
+    "after",
+    "before",
+    "client_id",
+    "created_at",
+    "detail",
+    "ip_address",
+    "note_id",
+    "object_id",
+    "object_type",
+    "practice_id",
+    "request_id",
+    "seq",
+    "user_agent",
+)
+# json's string encoder that leaves non-ASCII as it is: it escapes exactly
+# what PostgreSQL's escape_json does (quote, backslash, control characters).
+_json_str = json.encoder.encode_basestring
+
+
+def _jsonb_key(item) -> tuple:
+    key = item[0].encode()
+    return len(key), key
+
+
+def jsonb_text(value) -> str:
+    """value as PostgreSQL prints it after storing it as jsonb: object keys
+    shortest first then by bytes, ", " and ": " between items, numbers as
+    numeric prints them (no exponent, no negative zero)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _json_str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        number = Decimal(repr(value))
+        return format(number, "f").lstrip("-") if number == 0 else format(number, "f")
+    if isinstance(value, dict):
+        items = sorted(((str(k), v) for k, v in value.items()), key=_jsonb_key)
+        return "{" + ", ".join(f"{_json_str(k)}: {jsonb_text(v)}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    return _json_str(str(value))
+
+
+def _int(value) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def audit_canonical(values: tuple) -> str:
+    """The canonical text of one event, from its HASHED_COLUMNS values (JSON
+    columns as Python values, created_at an aware datetime)."""
+    (action, ai_source, label, actor_type, user, after, before, client, created_at, detail, ip, note) = values[:12]
+    (object_id, object_type, practice, request_id, seq, user_agent) = values[12:]
+    parts = (
+        _json_str(action),
+        _int(ai_source),
+        _json_str(label),
+        _json_str(actor_type),
+        _int(user),
+        jsonb_text(after),
+        jsonb_text(before),
+        _int(client),
+        _json_str(created_at.astimezone(UTC).isoformat()),
+        jsonb_text(detail),
+        "null" if ip is None else _json_str(ip),
+        _int(note),
+        _json_str(object_id),
+        _json_str(object_type),
+        _int(practice),
+        _json_str(request_id),
+        _int(seq),
+        _json_str(user_agent),
+    )
+    return "[" + ", ".join(parts) + "]"
+
+
+def audit_digest(prev_hash: str, values: tuple) -> str:
+    return hashlib.sha256((prev_hash + audit_canonical(values)).encode()).hexdigest()
 
 
 def audit_event_hash_fields(event: AuditEvent) -> dict:
-    """The fields the chain hash covers; audit_verify recomputes from these."""
-    return {
-        "practice": event.practice_id,
-        "seq": event.seq,
-        "created_at": event.created_at.isoformat(),
-        "actor_type": event.actor_type,
-        "actor_user": event.actor_user_id,
-        "actor_ai_source": event.actor_ai_source_id,
-        "actor_label": event.actor_label,
-        "action": event.action,
-        "object_type": event.object_type,
-        "object_id": event.object_id,
-        "note": event.note_id,
-        "client": event.client_id,
-        "before": event.before,
-        "after": event.after,
-        "detail": event.detail,
-        "request_id": event.request_id,
-        "ip_address": event.ip_address,
-        "user_agent": event.user_agent,
-    }
+    """The fields the chain hash covers, by name (for people and exports)."""
+    return {column.removesuffix("_id"): getattr(event, column) for column in HASHED_COLUMNS}
 
 
 def audit_event_digest(event: AuditEvent, *, prev_hash: str) -> str:
-    return _event_digest(prev_hash=prev_hash, fields=audit_event_hash_fields(event))
+    return audit_digest(prev_hash, tuple(getattr(event, column) for column in HASHED_COLUMNS))
+
+
+def _normalise_ip(address: str | None) -> str | None:
+    """The address as PostgreSQL's inet prints it back, so the hash computed
+    now matches the one audit_verify computes from the stored row."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
 
 
 @transaction.atomic
@@ -108,7 +202,7 @@ def audit_record(
         after=after,
         detail=detail or {},
         request_id=ctx.request_id,
-        ip_address=ctx.ip_address if actor.type == AuditEvent.ActorType.PERSON else None,
+        ip_address=_normalise_ip(ctx.ip_address) if actor.type == AuditEvent.ActorType.PERSON else None,
         user_agent=ctx.user_agent if actor.type == AuditEvent.ActorType.PERSON else "",
         prev_hash=head.hash,
     )

@@ -1,0 +1,57 @@
+"""Forms of the auditor's pages. Bad input is answered with field errors."""
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from notes.models import Client, Note
+
+
+class DateRangeMixin:
+    def clean(self):
+        cleaned = super().clean()
+        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
+        if date_from and date_to and date_from > date_to:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned
+
+
+class PhiAccessForm(DateRangeMixin, forms.Form):
+    client = forms.ModelChoiceField(queryset=Client.objects.none(), empty_label="Choose a client")
+    date_from = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="To (included)", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, clients, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["client"].queryset = clients
+        self.fields["client"].label_from_instance = lambda c: (
+            f"{c.family_name}, {c.given_name} · born {c.date_of_birth:%Y-%m-%d} · {c.ehr_patient_id or 'no EHR id'}"
+        )
+
+
+class ExportForm(DateRangeMixin, forms.Form):
+    date_from = forms.DateField(required=False)
+    date_to = forms.DateField(required=False)
+    note = forms.IntegerField(required=False, min_value=1, help_text="A note id: all versions of it")
+    user = forms.IntegerField(required=False, min_value=1, help_text="A person's user id")
+
+    def __init__(self, *args, practice_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.practice_id = practice_id
+
+    def clean_note(self):
+        note_id = self.cleaned_data.get("note")
+        if note_id is None:
+            return None
+        note = Note.objects.filter(pk=note_id, practice_id=self.practice_id).first()
+        if note is None:
+            raise forms.ValidationError("No note with this id in your practice.")
+        return note
+
+    def clean_user(self):
+        user_id = self.cleaned_data.get("user")
+        if user_id is None:
+            return None
+        user = get_user_model().objects.filter(pk=user_id, membership__practice_id=self.practice_id).first()
+        if user is None:
+            raise forms.ValidationError("No member of your practice has this id.")
+        return user

@@ -1,0 +1,219 @@
+"""Checking the hash chain (`manage.py audit_verify`).
+
+Each event of a practice, in seq order, must (1) follow its predecessor
+without a gap in seq, (2) carry the predecessor's hash as prev_hash, and
+(3) hash to its stored hash; the chain head must point at the last event, so
+a deleted tail is caught too. On PostgreSQL the database does the work (one
+query rebuilds every event's canonical text and hash and returns the first
+failure); elsewhere rows are streamed through the ORM as plain tuples.
+"""
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from hashlib import sha256
+
+from django.db import connection
+
+from audit.models import AuditChainHead, AuditEvent
+from audit.services import HASHED_COLUMNS, audit_canonical
+
+GENESIS = "0" * 64
+_CHUNK = 5000
+# Below this many events one process is quicker than starting several.
+PARALLEL_MIN_EVENTS = 200_000
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    event_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    practice_id: int
+    events: int
+    first_break: ChainBreak | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None
+
+
+def _rows_orm(practice_id: int, lo: int, hi: int | None):
+    """(id, seq, prev_hash, hash, canonical text) through the ORM: any database."""
+    events = AuditEvent.objects.filter(practice_id=practice_id, seq__gte=lo)
+    if hi is not None:
+        events = events.filter(seq__lte=hi)
+    for row in (
+        events.order_by("seq")
+        .values_list("id", "seq", "prev_hash", "hash", *HASHED_COLUMNS)
+        .iterator(chunk_size=_CHUNK)
+    ):
+        yield row[0], row[1], row[2], row[3], audit_canonical(tuple(row[4:]))
+
+
+# PostgreSQL rebuilds the canonical text (audit.services.audit_canonical) and
+# the hash of every event itself and sends back only the first event that
+# fails a check, so the check runs at the database's speed. A test holds the
+# two definitions together.
+_PG_CANONICAL = """json_build_array(
+    action, actor_ai_source_id, actor_label, actor_type, actor_user_id, after, before, client_id,
+    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        || CASE WHEN date_trunc('second', created_at) = created_at
+            THEN '' ELSE to_char(created_at AT TIME ZONE 'UTC', '.US') END || '+00:00',
+    detail, ip_address, note_id, object_id, object_type, practice_id, request_id, seq, user_agent
+)::text"""
+_TABLE = AuditEvent._meta.db_table
+_PG_CHECK = f"""
+SELECT id, seq, prev_hash, hash, expected_prev, prev_seq, computed FROM (
+    SELECT id, seq, prev_hash, hash,
+        lag(hash) OVER (ORDER BY seq) AS expected_prev,
+        lag(seq) OVER (ORDER BY seq) AS prev_seq,
+        encode(sha256(convert_to(prev_hash || {_PG_CANONICAL}, 'UTF8')), 'hex') AS computed
+    FROM {_TABLE}
+    WHERE practice_id = %(practice)s AND seq >= %(lo)s AND seq <= %(hi)s
+) AS checked
+WHERE computed <> hash
+    OR prev_hash IS DISTINCT FROM COALESCE(expected_prev, %(first_prev)s)
+    OR seq <> COALESCE(prev_seq, %(lo)s - 1) + 1
+ORDER BY seq
+LIMIT 1
+"""  # noqa: S608 - fixed identifiers, values are parameters
+_PG_SUMMARY = f"SELECT count(*), max(seq) FROM {_TABLE} WHERE practice_id = %s AND seq >= %s AND seq <= %s"  # noqa: S608
+
+
+def _verify_range_postgresql(practice_id: int, lo: int, hi: int | None, prev_hash: str | None):
+    top = hi if hi is not None else 2**63 - 1
+    if prev_hash is None:
+        prev_hash = (
+            AuditEvent.objects.filter(practice_id=practice_id, seq=lo - 1).values_list("hash", flat=True).first()
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PG_CHECK,
+            {"practice": practice_id, "lo": lo, "hi": top, "first_prev": prev_hash},
+        )
+        failed = cursor.fetchone()
+        cursor.execute(_PG_SUMMARY, [practice_id, lo, top])
+        count, last_seq = cursor.fetchone()
+    if failed is not None:
+        event_id, seq, stored_prev, _stored_hash, expected_prev, prev_seq, _computed = failed
+        checked = seq - lo
+        expected_seq = (prev_seq if prev_seq is not None else lo - 1) + 1
+        if seq != expected_seq:
+            what = "missing" if seq > expected_seq else "repeated"
+            return checked, ChainBreak(expected_seq, event_id, f"event seq {expected_seq} is {what}"), None
+        if stored_prev != (expected_prev if expected_prev is not None else prev_hash):
+            return checked, ChainBreak(seq, event_id, "prev_hash does not match the previous event's hash"), None
+        return checked, ChainBreak(seq, event_id, "the event's content does not match its hash"), None
+    last_hash = prev_hash
+    if count:
+        last_hash = (
+            AuditEvent.objects.filter(practice_id=practice_id, seq=last_seq).values_list("hash", flat=True).first()
+        )
+    if hi is not None and count < hi - lo + 1:
+        return count, ChainBreak(lo + count, None, f"event seq {lo + count} is missing"), last_hash
+    return count, None, last_hash
+
+
+def _verify_range(practice_id: int, lo: int, hi: int | None, prev_hash: str | None):
+    """Check events lo..hi (hi None: to the end) given the hash event lo - 1
+    must have left (None: read it from the table). Returns (events checked,
+    first break or None, hash of the last event checked)."""
+    if connection.vendor == "postgresql":
+        return _verify_range_postgresql(practice_id, lo, hi, prev_hash)
+    if prev_hash is None:
+        prev_hash = (
+            AuditEvent.objects.filter(practice_id=practice_id, seq=lo - 1).values_list("hash", flat=True).first()
+        )
+    expected_seq = lo
+    count = 0
+    for event_id, seq, stored_prev, stored_hash, text in _rows_orm(practice_id, lo, hi):
+        if seq != expected_seq:
+            what = "missing" if seq > expected_seq else "repeated"
+            return count, ChainBreak(expected_seq, event_id, f"event seq {expected_seq} is {what}"), prev_hash
+        if stored_prev != prev_hash:
+            return count, ChainBreak(seq, event_id, "prev_hash does not match the previous event's hash"), prev_hash
+        if sha256((stored_prev + text).encode()).hexdigest() != stored_hash:
+            return count, ChainBreak(seq, event_id, "the event's content does not match its hash"), prev_hash
+        prev_hash = stored_hash
+        expected_seq += 1
+        count += 1
+    if hi is not None and expected_seq <= hi:
+        return count, ChainBreak(expected_seq, None, f"event seq {expected_seq} is missing"), prev_hash
+    return count, None, prev_hash
+
+
+def _verify_parallel(practice_id: int, head_seq: int, workers: int) -> list:
+    """Split 1..head_seq into ranges checked side by side, each on its own
+    database connection (a thread each: the work is the database's); each
+    range starts from the stored hash of the event before it, which the
+    previous range verifies."""
+    size = -(-head_seq // workers)
+    ranges = [
+        (practice_id, lo, min(lo + size - 1, head_seq), GENESIS if lo == 1 else None)
+        for lo in range(1, head_seq + 1, size)
+    ]
+
+    def run(args):
+        try:
+            return _verify_range(*args)
+        finally:
+            connection.close()  # this thread's own connection
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(run, ranges))
+
+
+def audit_chain_verify(*, practice_id: int, workers: int | None = None) -> ChainReport:
+    """Verify one practice's chain up to its head as read at the start (events
+    appended meanwhile are left for the next run); report the first broken
+    link, if any.
+
+    On PostgreSQL a long chain is checked in several ranges at once, each on
+    its own connection (workers: default the CPU count, at most 4); inside a
+    transaction in one go, since other connections would not see it."""
+    head = AuditChainHead.objects.filter(practice_id=practice_id).values_list("seq", "hash").first()
+    if head is None:
+        # No head: either nothing was ever written, or the head was removed.
+        if AuditEvent.objects.filter(practice_id=practice_id).exists():
+            return ChainReport(practice_id, 0, ChainBreak(1, None, "the practice has events but no chain head"))
+        return ChainReport(practice_id, 0, None)
+    head_seq, head_hash = head
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+    parallel = (
+        workers > 1
+        and head_seq >= PARALLEL_MIN_EVENTS
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+    )
+    if parallel:
+        results = _verify_parallel(practice_id, head_seq, workers)
+    else:
+        results = [_verify_range(practice_id, 1, head_seq, GENESIS)] if head_seq else []
+    count = 0
+    last_hash = GENESIS
+    for checked, first_break, range_last in results:
+        if first_break is not None:
+            return ChainReport(practice_id, count + checked, first_break)
+        count += checked
+        last_hash = range_last
+    if last_hash != head_hash:
+        return ChainReport(
+            practice_id,
+            count,
+            ChainBreak(head_seq, None, "the last event's hash is not the one the chain head recorded"),
+        )
+    # Events past the head are writes that committed during the check, unless
+    # the head has not moved: then they were put there without audit_record.
+    head_now = AuditChainHead.objects.filter(practice_id=practice_id).values_list("seq", flat=True).first()
+    if head_now == head_seq:
+        extra = AuditEvent.objects.filter(practice_id=practice_id, seq__gt=head_seq).order_by("seq").first()
+        if extra is not None:
+            return ChainReport(
+                practice_id, count, ChainBreak(extra.seq, extra.pk, "an event lies beyond the chain head")
+            )
+    return ChainReport(practice_id, count, None)
