@@ -7,3 +7,31 @@ class DeliveryRefused(DomainError):
     caller, so no UI, API or admin path can get around it."""
 
     status_code = 409
+
+
+class CredentialsUnreadable(DomainError):
+    """No configured key decrypts the stored credentials."""
+
+    status_code = 409
+
+
+class ConnectionInvalid(DomainError):
+    """A connection's settings are refused (plain http off loopback, bad URL)."""
+
+    status_code = 400
+
+
+class MappingInvalid(DomainError):
+    """A field mapping document does not fit its template or the schema."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, errors: dict | None = None, field: str | None = None):
+        super().__init__(message, field=field)
+        self.errors = errors or {}
+
+
+class PayloadInvalid(DomainError):
+    """A built payload fails validation; it never leaves."""
+
+    status_code = 422

@@ -1,10 +1,122 @@
-"""EHR delivery: the outbox. A Delivery row is written in the same transaction
-as the signature (notes.services.note_sign), so a signed note cannot be lost
-between signing and sending."""
+"""EHR delivery: connections, field mappings, the outbox and its ledger, alerts,
+and the built-in sandbox EHR's storage.
 
+A Delivery row is written in the same transaction as the signature
+(notes.services.note_sign), so a signed note cannot be lost between signing
+and sending. Rules live in integrations/services.py, not here.
+"""
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
+
+
+class EHRConnection(models.Model):
+    """Where one practice's signed notes go. Credentials are encrypted at rest
+    (integrations.crypto); only services read them."""
+
+    class Kind(models.TextChoices):
+        FHIR = "fhir", "FHIR R4"
+        HL7 = "hl7", "HL7 v2 over MLLP"
+        REST = "rest", "REST JSON"
+        SANDBOX = "sandbox", "Built-in sandbox (FHIR R4)"
+
+    class Auth(models.TextChoices):
+        NONE = "none", "None"
+        SMART = "smart", "SMART Backend Services (signed JWT assertion)"
+        CLIENT_SECRET = "client_secret", "OAuth2 client secret"
+        BEARER = "bearer", "Static bearer token"
+        BASIC = "basic", "HTTP basic"
+
+    practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="ehr_connections")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # Invariant 11: a sandbox connection takes synthetic clients only, a
+    # production one never does.
+    is_sandbox = models.BooleanField(default=True)
+    base_url = models.CharField(max_length=500, help_text="FHIR/REST base URL, or mllp://host:port for HL7")
+    auth = models.CharField(max_length=20, choices=Auth.choices, default=Auth.NONE)
+    client_id = models.CharField(max_length=200, blank=True)
+    token_url = models.CharField(max_length=500, blank=True)
+    scope = models.CharField(max_length=500, blank=True, default="system/DocumentReference.c system/Patient.r")
+    username = models.CharField(max_length=200, blank=True)
+    # Fernet token of a JSON object: client_secret, token, password.
+    credentials_encrypted = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # What the server's /metadata declared at the last "test connection".
+    supports_conditional_create = models.BooleanField(null=True, blank=True)
+    supports_provenance = models.BooleanField(null=True, blank=True)
+    metadata_checked_at = models.DateTimeField(null=True, blank=True)
+    metadata_summary = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(excluded_fields=["credentials_encrypted"])
+
+    class Meta:
+        constraints = [
+            # delivery_create_for_note picks "the practice's active connection".
+            models.UniqueConstraint(
+                fields=["practice"], condition=Q(is_active=True), name="ehrconnection_one_active_per_practice"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()}{', sandbox' if self.is_sandbox else ''})"
+
+    @property
+    def usable(self) -> bool:
+        return self.is_active and self.revoked_at is None
+
+
+class SigningKey(models.Model):
+    """A key pair for SMART Backend Services client assertions. Every key not
+    yet removed is published in the JWKS, so rotation publishes the new key
+    beside the old one before the old one goes."""
+
+    class Alg(models.TextChoices):
+        RS384 = "RS384", "RS384"
+        ES384 = "ES384", "ES384"
+
+    kid = models.CharField(max_length=64, unique=True)
+    alg = models.CharField(max_length=5, choices=Alg.choices, default=Alg.ES384)
+    private_key_encrypted = models.TextField()
+    public_jwk = models.JSONField()
+    is_signing = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["is_signing"], condition=Q(is_signing=True), name="signingkey_one_signing"),
+        ]
+
+
+class FieldMapping(models.Model):
+    """One immutable version of how a template's sections land in the EHR
+    (FHIR codes, HL7 TXA/OBX layout, REST JSON paths). A delivery pins the
+    version that was active when its note was signed."""
+
+    practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="field_mappings")
+    template = models.ForeignKey("notes.NoteTemplate", on_delete=models.PROTECT, related_name="field_mappings")
+    version = models.PositiveIntegerField()
+    document = models.JSONField()
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["template", "version"], name="fieldmapping_unique_version"),
+            # delivery_create_for_note pins "the template's active mapping".
+            models.UniqueConstraint(fields=["template"], condition=Q(is_active=True), name="fieldmapping_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template} mapping v{self.version}"
 
 
 class Delivery(models.Model):
@@ -18,13 +130,21 @@ class Delivery(models.Model):
 
     note = models.ForeignKey("notes.Note", on_delete=models.PROTECT, related_name="deliveries")
     practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="deliveries")
+    connection = models.ForeignKey(
+        EHRConnection, on_delete=models.PROTECT, null=True, blank=True, related_name="deliveries"
+    )
+    # Pinned at signing; null means the built-in default mapping of the template.
+    mapping = models.ForeignKey(FieldMapping, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     # Stable across retries: note lineage + version (invariant 4).
     idempotency_key = models.CharField(max_length=100)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A send whose answer was lost: the next attempt searches the EHR first.
+    needs_reconcile = models.BooleanField(default=False)
     ehr_id = models.CharField(max_length=200, blank=True)
     last_error = models.TextField(blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
@@ -41,4 +161,100 @@ class Delivery(models.Model):
                 condition=Q(state__in=["pending", "sending", "retrying"]),
                 name="delivery_outstanding_idx",
             ),
+            # The dashboard: counts by state per practice.
+            models.Index(fields=["practice", "state"], name="delivery_practice_state_idx"),
         ]
+
+    @property
+    def hl7_control_id(self) -> str:
+        # Same on every resend so the receiver can deduplicate (MSH-10).
+        return f"PSYFI{self.pk:012d}"
+
+
+class DeliveryAttempt(models.Model):
+    """The send ledger: one row per attempt and its answer (invariant 6)."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent", "Sent"
+        RETRY = "retry", "Retry later"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Answer lost"
+        RECONCILED = "reconciled", "Found at the EHR"
+        NOT_FOUND = "not_found", "Not at the EHR (reconciled)"
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.PROTECT, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, blank=True)
+    http_status = models.PositiveIntegerField(null=True, blank=True)
+    ehr_id = models.CharField(max_length=200, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["started_at", "pk"]
+
+
+class Alert(models.Model):
+    """Something a practice admin must look at (dead letters, unreachable EHR,
+    patient mismatch). Shown on the delivery dashboard."""
+
+    class Kind(models.TextChoices):
+        DEAD_LETTER = "dead_letter", "Delivery failed"
+        UNREACHABLE = "unreachable", "EHR unreachable"
+        PATIENT_MISMATCH = "patient_mismatch", "Patient mismatch"
+        CONFIGURATION = "configuration", "Connection configuration"
+        DUPLICATE = "duplicate", "Duplicate at the EHR"
+
+    practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="alerts")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    delivery = models.ForeignKey(Delivery, on_delete=models.PROTECT, null=True, blank=True, related_name="alerts")
+    connection = models.ForeignKey(
+        EHRConnection, on_delete=models.PROTECT, null=True, blank=True, related_name="alerts"
+    )
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The dashboard: open alerts of a practice.
+            models.Index(fields=["practice"], condition=Q(resolved_at__isnull=True), name="alert_open_idx"),
+        ]
+
+
+class SandboxResource(models.Model):
+    """What the built-in sandbox EHR stores (integrations.sandbox)."""
+
+    resource_type = models.CharField(max_length=40)
+    logical_id = models.CharField(max_length=64)
+    identifier_system = models.CharField(max_length=300, blank=True)
+    identifier_value = models.CharField(max_length=300, blank=True)
+    body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["resource_type", "logical_id"], name="sandbox_unique_id"),
+        ]
+        indexes = [
+            # Conditional create and search by identifier.
+            models.Index(fields=["resource_type", "identifier_system", "identifier_value"], name="sandbox_ident_idx"),
+        ]
+
+
+class SandboxFaults(models.Model):
+    """Fault injection for the sandbox EHR; a single row (pk=1), set from tests
+    or the Django admin."""
+
+    conditional_create = models.BooleanField(default=True, help_text="Declare and honour If-None-Exist")
+    rate_503 = models.FloatField(default=0.0)
+    retry_after_seconds = models.PositiveIntegerField(default=1)
+    rate_429 = models.FloatField(default=0.0)
+    delay_ms = models.PositiveIntegerField(default=0)
+    drop_after_commit_rate = models.FloatField(default=0.0)
+    rename_birth_date = models.BooleanField(default=False, help_text="Patient.birthDate answered as birth_date")
+
+    @classmethod
+    def current(cls) -> "SandboxFaults":
+        return cls.objects.get_or_create(pk=1)[0]

@@ -1,11 +1,51 @@
-"""Delivery rules. The outbox row is the truth; the Celery message only a nudge."""
+"""Delivery rules. The outbox row is the truth; the Celery message only a nudge.
 
+delivery_send claims a row by conditional update (one row or stop), checks
+the invariants (1, 10, 11) and the target patient (5), builds the payload,
+hands it to a transport and records the attempt and its answer in the ledger.
+"""
+
+import copy
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import requests
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Max, Q
+from django.utils import timezone
 
-from audit.services import actor_system, audit_record
-from integrations.errors import DeliveryRefused
-from integrations.models import Delivery
-from notes.models import Note
+from audit.services import actor_person, actor_system, audit_record
+from integrations import auth
+from integrations.builders import NoteInput, SectionInput
+from integrations.builders.fhir import attachment_hash, documentreference_build, provenance_build
+from integrations.builders.hl7 import mdm_build
+from integrations.builders.rest import rest_build
+from integrations.crypto import secret_encrypt, secret_rotate
+from integrations.errors import (
+    ConnectionInvalid,
+    CredentialsUnreadable,
+    DeliveryRefused,
+    MappingInvalid,
+    PayloadInvalid,
+)
+from integrations.mapping import mapping_default_document, mapping_validate
+from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection, FieldMapping
+from integrations.transports import fhir as fhir_transport
+from integrations.transports import mllp as mllp_transport
+from integrations.transports import rest as rest_transport
+from integrations.transports.base import Outcome, failed, url_check
+from notes.errors import NotPermitted
+from notes.models import Membership, Note, NoteTemplate, NoteTemplateVersion
+
+logger = logging.getLogger(__name__)
+S = Delivery.State
+
+
+# ---------------------------------------------------------------- invariants
 
 
 def delivery_check_deliverable(note: Note) -> None:
@@ -17,15 +57,37 @@ def delivery_check_deliverable(note: Note) -> None:
         raise DeliveryRefused("Psychotherapy notes stay in psyfi-review and are never delivered.")
 
 
+def delivery_check_target(*, note: Note, connection: EHRConnection) -> None:
+    """Invariant 11: a sandbox connection takes synthetic clients only; a
+    production connection never receives one."""
+    if connection.is_sandbox and not note.client.synthetic:
+        raise DeliveryRefused("A sandbox connection accepts synthetic clients only; this client is real.")
+    if not connection.is_sandbox and note.client.synthetic:
+        raise DeliveryRefused("A production connection never receives a synthetic client.")
+    if not note.client.ehr_patient_id:
+        raise DeliveryRefused("The client has no EHR patient id; add it before delivering.")
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def _active_connection(practice) -> EHRConnection | None:
+    return EHRConnection.objects.filter(practice=practice, is_active=True, revoked_at__isnull=True).first()
+
+
 def delivery_create_for_note(*, note: Note) -> Delivery | None:
     """Called inside note_sign's transaction. Returns None for psychotherapy
-    notes, which are signed but stay here."""
+    notes, which are signed but stay here. Pins the connection and the
+    template's active field mapping at signing."""
     if note.template_version.template.is_psychotherapy_notes:
         return None
     delivery_check_deliverable(note)
+    mapping = FieldMapping.objects.filter(template=note.template_version.template, is_active=True).first()
     delivery = Delivery.objects.create(
         note=note,
         practice=note.practice,
+        connection=_active_connection(note.practice),
+        mapping=mapping,
         idempotency_key=f"{note.lineage}:{note.version}",
     )
     audit_record(
@@ -35,18 +97,573 @@ def delivery_create_for_note(*, note: Note) -> Delivery | None:
         obj=delivery,
         note=note,
         client=note.client,
-        after={"state": delivery.state, "idempotency_key": delivery.idempotency_key},
+        after={
+            "state": delivery.state,
+            "idempotency_key": delivery.idempotency_key,
+            "connection": delivery.connection_id,
+            "mapping_version": mapping.version if mapping else 0,
+        },
     )
     transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
 
 
-def _enqueue(delivery_id: int) -> None:
+def _enqueue(delivery_id: int, *, countdown: float | None = None) -> None:
     from integrations.tasks import delivery_send_task
 
     try:
-        delivery_send_task.delay(delivery_id)
+        delivery_send_task.apply_async((delivery_id,), countdown=countdown)
     except Exception:  # noqa: BLE001 - a broker that is down delays delivery; the sweeper re-enqueues
-        import logging
+        logger.warning("Could not enqueue delivery %s; the sweeper will pick it up", delivery_id)
 
-        logging.getLogger(__name__).warning("Could not enqueue delivery %s; the sweeper will pick it up", delivery_id)
+
+def delivery_backoff(*, attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter; an EHR's Retry-After is a floor."""
+    base = settings.PSYFI_DELIVERY_BACKOFF_BASE
+    cap = settings.PSYFI_DELIVERY_BACKOFF_CAP
+    delay = min(cap, base * (2 ** max(0, attempt - 1)))
+    delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not security
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+@dataclass(frozen=True)
+class SendResult:
+    state: str
+    reschedule_in: float | None = None
+    outcome: Outcome | None = None
+
+
+def note_input(delivery: Delivery) -> NoteInput:
+    """The plain data a builder needs, read from the database once."""
+    note = delivery.note
+    draft = note.draft
+    try:
+        membership = note.signed_by.membership
+    except Membership.DoesNotExist:
+        membership = None
+    amends_ehr_id = amends_version = ""
+    if note.amends_id:
+        earlier = Delivery.objects.filter(note_id=note.amends_id).first()
+        amends_ehr_id = earlier.ehr_id if earlier else ""
+        amends_version = str(uuid.uuid5(note.lineage, str(note.amends.version)))
+    signer = note.signed_by
+    name = signer.get_full_name() or signer.get_username()
+    if membership and membership.credentials:
+        name = f"{name}, {membership.credentials}"
+    return NoteInput(
+        lineage=note.lineage,
+        version=note.version,
+        sections=tuple(
+            SectionInput(key=s.key, label=s.label, text=s.text, codes=tuple(s.codes or ()))
+            for s in note.sections.order_by("order")
+        ),
+        patient_ehr_id=note.client.ehr_patient_id,
+        patient_family_name=note.client.family_name,
+        patient_given_name=note.client.given_name,
+        patient_birth_date=note.client.date_of_birth.isoformat(),
+        synthetic=note.client.synthetic,
+        clinician_name=name,
+        clinician_ehr_id=membership.ehr_practitioner_id if membership else "",
+        signed_at=note.signed_at,
+        session_start=draft.session_start,
+        session_end=draft.session_start + timedelta(minutes=draft.session_duration_minutes),
+        model_name=draft.model_name,
+        model_version=draft.model_version,
+        ai_source_name=draft.ai_source.name,
+        identifier_system=settings.PSYFI_IDENTIFIER_SYSTEM,
+        amends_ehr_id=amends_ehr_id,
+        amends_version_id=amends_version,
+        amendment_reason=note.amendment_reason,
+    )
+
+
+_default_mappings: dict[int, dict] = {}
+
+
+def delivery_mapping_document(delivery: Delivery) -> dict:
+    """The pinned mapping, or the template version's built-in default
+    (template versions are immutable, so the default is cached)."""
+    if delivery.mapping_id:
+        return delivery.mapping.document
+    version_id = delivery.note.template_version_id
+    if version_id not in _default_mappings:
+        sections = NoteTemplateVersion.objects.get(pk=version_id).sections.order_by("order")
+        _default_mappings[version_id] = mapping_default_document(list(sections.values("key", "label", "loinc_code")))
+    return copy.deepcopy(_default_mappings[version_id])
+
+
+def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResult:
+    """Claim the row (pending/retrying/unknown -> sending, one row or stop),
+    send, and record the attempt. Never raises for an EHR's answer."""
+    now = now or timezone.now()
+    claimed = (
+        Delivery.objects.filter(pk=delivery_id, state__in=[S.PENDING, S.RETRYING, S.UNKNOWN])
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(state=S.SENDING, attempts=F("attempts") + 1, updated_at=now)
+    )
+    if claimed != 1:
+        row = Delivery.objects.filter(pk=delivery_id).values("state", "next_attempt_at").first()
+        if row is None:
+            return SendResult("missing")
+        if row["state"] in (S.RETRYING, S.UNKNOWN) and row["next_attempt_at"] and row["next_attempt_at"] > now:
+            # A nudge that came early (a timer firing a little ahead, a
+            # duplicate): wait for the due time rather than drop it.
+            return SendResult(row["state"], reschedule_in=(row["next_attempt_at"] - now).total_seconds() + 0.01)
+        return SendResult(row["state"])
+    delivery = Delivery.objects.select_related(
+        "note__client",
+        "note__draft__ai_source",
+        "note__signed_by",
+        "note__template_version__template",
+        "connection",
+        "mapping",
+        "practice",
+    ).get(pk=delivery_id)
+    # The ledger row is written with the answer (one commit less per send);
+    # meanwhile the row's `sending` state says an attempt is under way.
+    attempt = DeliveryAttempt(delivery=delivery, number=delivery.attempts, started_at=now)
+    try:
+        outcome = _perform(delivery)
+    except (DeliveryRefused, PayloadInvalid, CredentialsUnreadable, ConnectionInvalid, MappingInvalid) as exc:
+        outcome = failed(exc.message, alert="configuration")
+    except Exception as exc:  # noqa: BLE001 - an unexpected error must not strand the row in "sending"
+        logger.exception("Delivery %s: unexpected error", delivery_id)
+        outcome = Outcome(Outcome.RETRY, reason=f"Internal error: {type(exc).__name__}")
+    return _record(delivery=delivery, attempt=attempt, outcome=outcome)
+
+
+def _fhir_target(connection: EHRConnection, delivery: Delivery) -> fhir_transport.FhirTarget:
+    timeout = settings.PSYFI_DELIVERY_TIMEOUT
+    return fhir_transport.FhirTarget(
+        base_url=connection.base_url,
+        timeout=timeout,
+        auth_headers=lambda force=False: auth.auth_headers(connection, timeout=timeout, force=force),
+        request_id=f"psyfi-delivery-{delivery.pk}-{delivery.attempts}",
+    )
+
+
+def _perform(delivery: Delivery) -> Outcome:
+    note = delivery.note
+    delivery_check_deliverable(note)
+    connection = delivery.connection
+    if connection is None or not connection.usable:
+        # Never over a revoked or disabled connection; the practice's current
+        # one (if any) takes the note instead.
+        current = _active_connection(delivery.practice)
+        if current is not None:
+            Delivery.objects.filter(pk=delivery.pk).update(connection=current)
+            delivery.connection = connection = current
+    if connection is None or not connection.usable:
+        return failed("The practice has no active EHR connection; set one up, then reprocess.", alert="configuration")
+    delivery_check_target(note=note, connection=connection)
+    data = note_input(delivery)
+    mapping = delivery_mapping_document(delivery)
+    now = timezone.now()
+    if connection.kind in (EHRConnection.Kind.FHIR, EHRConnection.Kind.SANDBOX):
+        url_check(connection.base_url)
+        return _perform_fhir(delivery, connection, data, mapping, now)
+    if connection.kind == EHRConnection.Kind.HL7:
+        url_check(connection.base_url, schemes=("mllp", "mllps"))
+        message = mdm_build(data, mapping, control_id=delivery.hl7_control_id, now=now)
+        return mllp_transport.mdm_send(
+            url=connection.base_url,
+            message=message,
+            control_id=delivery.hl7_control_id,
+            timeout=settings.PSYFI_DELIVERY_TIMEOUT,
+        )
+    url_check(connection.base_url)
+    document = rest_build(data, mapping, now=now)
+    return rest_transport.document_post(
+        url=connection.base_url,
+        document=document,
+        idempotency_key=delivery.idempotency_key,
+        headers=auth.auth_headers(connection, timeout=settings.PSYFI_DELIVERY_TIMEOUT),
+        timeout=settings.PSYFI_DELIVERY_TIMEOUT,
+    )
+
+
+def _perform_fhir(delivery: Delivery, connection: EHRConnection, data: NoteInput, mapping: dict, now) -> Outcome:
+    target = _fhir_target(connection, delivery)
+    resource = documentreference_build(data, mapping, now=now)
+    if connection.supports_conditional_create is None:
+        try:
+            connection_record_metadata(connection=connection, summary=fhir_transport.metadata_read(target))
+        except requests.HTTPError as exc:
+            return fhir_transport.status_outcome(exc.response, write=False, resend_safe=True)
+        except Exception as exc:  # noqa: BLE001 - any other failure to read /metadata means "try later"
+            return Outcome(
+                Outcome.RETRY, reason=f"Could not read the EHR's /metadata: {type(exc).__name__}", alert="unreachable"
+            )
+    mismatch = fhir_transport.patient_check(target, patient_id=data.patient_ehr_id, birth_date=data.patient_birth_date)
+    if mismatch is not None:
+        return mismatch
+    identifier = f"{data.identifier_system}|{data.identifier_value}"
+    if delivery.needs_reconcile:
+        found = _reconcile(target, data, resource, identifier)
+        if found is not None:
+            return found
+        Delivery.objects.filter(pk=delivery.pk).update(needs_reconcile=False)
+    outcome = fhir_transport.resource_create(
+        target, resource, if_none_exist=f"identifier={identifier}" if connection.supports_conditional_create else None
+    )
+    if outcome.kind == Outcome.SENT and connection.supports_provenance and outcome.ehr_id:
+        provenance = provenance_build(data, target_reference=f"DocumentReference/{outcome.ehr_id}", now=now)
+        extra = fhir_transport.resource_create(target, provenance, if_none_exist=None)
+        if extra.kind != Outcome.SENT:
+            logger.warning("Delivery %s: Provenance not accepted: %s", delivery.pk, extra.reason)
+    return outcome
+
+
+def _reconcile(target, data: NoteInput, resource: dict, identifier: str) -> Outcome | None:
+    """Search the EHR for a copy from an attempt whose answer was lost.
+    Returns sent (found one), an outcome (search failed / duplicates) or None
+    (not there: safe to send)."""
+    matches = fhir_transport.documentreference_search(target, {"identifier": identifier})
+    if isinstance(matches, Outcome):
+        if matches.http_status in (400, 404, 405, 501):
+            # No identifier search: patient + date + type, then content hash.
+            matches = fhir_transport.documentreference_search(
+                target,
+                {
+                    "patient": data.patient_ehr_id,
+                    "date": resource["date"][:10],
+                    "type": f"{resource['type']['coding'][0]['system']}|{resource['type']['coding'][0]['code']}",
+                },
+            )
+            if isinstance(matches, Outcome):
+                return failed(
+                    "The EHR's answer was lost and it cannot be searched; check the EHR, then reprocess.",
+                    alert="configuration",
+                )
+            ours = resource["content"][0]["attachment"]["hash"]
+            matches = [m for m in matches if _content_hash(m) == ours]
+        else:
+            return Outcome(
+                Outcome.UNKNOWN,
+                reason=f"Reconciliation search failed: {matches.reason}",
+                retry_after=matches.retry_after,
+            )
+    if len(matches) == 1:
+        return Outcome(Outcome.SENT, ehr_id=str(matches[0].get("id", "")), reason="Found at the EHR (reconciled)")
+    if len(matches) > 1:
+        return failed(
+            f"{len(matches)} copies of this note are at the EHR; a person must remove the extra.", alert="duplicate"
+        )
+    return None
+
+
+def _content_hash(resource: dict) -> str:
+    for content in resource.get("content") or []:
+        attachment = content.get("attachment") or {}
+        if attachment.get("hash"):
+            return attachment["hash"]
+        if attachment.get("data"):
+            return attachment_hash(attachment["data"])
+    return ""
+
+
+@transaction.atomic
+def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -> SendResult:
+    now = timezone.now()
+    n = delivery.attempts
+    max_attempts = settings.PSYFI_DELIVERY_MAX_ATTEMPTS
+    fields: dict = {"updated_at": now, "last_error": "" if outcome.kind == Outcome.SENT else outcome.reason[:2000]}
+    reschedule = None
+    alert_kind = ""
+    if outcome.kind == Outcome.SENT:
+        fields.update(
+            state=S.DELIVERED, ehr_id=outcome.ehr_id, delivered_at=now, needs_reconcile=False, next_attempt_at=None
+        )
+        ledger = DeliveryAttempt.Outcome.RECONCILED if "reconciled" in outcome.reason else DeliveryAttempt.Outcome.SENT
+    elif outcome.kind == Outcome.FAILED or n >= max_attempts:
+        fields.update(state=S.FAILED, next_attempt_at=None)
+        if outcome.kind == Outcome.UNKNOWN:
+            fields["needs_reconcile"] = True
+        if outcome.kind != Outcome.FAILED:
+            fields["last_error"] = f"Gave up after {n} attempts: {outcome.reason}"[:2000]
+        alert_kind = Alert.Kind.DEAD_LETTER
+        if outcome.kind == Outcome.FAILED and outcome.alert in Alert.Kind.values:
+            alert_kind = outcome.alert
+        ledger = outcome.kind
+    else:
+        reschedule = delivery_backoff(attempt=n, retry_after=outcome.retry_after)
+        fields.update(
+            state=S.UNKNOWN if outcome.kind == Outcome.UNKNOWN else S.RETRYING,
+            next_attempt_at=now + timedelta(seconds=reschedule),
+        )
+        if outcome.kind == Outcome.UNKNOWN:
+            fields["needs_reconcile"] = True
+        ledger = outcome.kind
+    # Only the claimant may finish the attempt; a sweeper that declared this
+    # worker dead has already handed the row on.
+    changed = Delivery.objects.filter(pk=delivery.pk, state=S.SENDING, attempts=n).update(**fields)
+    attempt.finished_at = now
+    attempt.outcome = ledger
+    attempt.http_status = outcome.http_status
+    attempt.ehr_id = outcome.ehr_id
+    attempt.detail = (attempt.detail + " " if attempt.detail else "") + outcome.reason[:2000]
+    if not changed:
+        attempt.detail += " (row was taken over by the sweeper)"
+    attempt.save()
+    if not changed:
+        return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
+    for name, value in fields.items():
+        setattr(delivery, name, value)
+    audit_record(
+        practice=delivery.practice,
+        actor=actor_system("delivery worker"),
+        action="delivery.attempt",
+        obj=delivery,
+        note=delivery.note,
+        client=delivery.note.client,
+        after={"state": delivery.state, "attempt": n, "outcome": ledger, "ehr_id": delivery.ehr_id},
+        detail={"reason": outcome.reason[:500], "http_status": outcome.http_status},
+    )
+    if alert_kind:
+        alert_raise(
+            practice=delivery.practice,
+            kind=alert_kind,
+            delivery=delivery,
+            connection=delivery.connection,
+            reason=fields.get("last_error") or outcome.reason,
+        )
+    elif outcome.alert == "unreachable" and n >= settings.PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS:
+        alert_raise(
+            practice=delivery.practice,
+            kind=Alert.Kind.UNREACHABLE,
+            connection=delivery.connection,
+            reason=f"The EHR has not answered for {n} attempts: {outcome.reason}",
+        )
+    return SendResult(delivery.state, reschedule_in=reschedule, outcome=outcome)
+
+
+def alert_raise(*, practice, kind: str, reason: str, delivery=None, connection=None) -> Alert:
+    """One open alert per (kind, delivery or connection): a flapping EHR
+    raises one alert, not one per attempt."""
+    existing = Alert.objects.filter(
+        practice=practice, kind=kind, delivery=delivery, connection=connection, resolved_at__isnull=True
+    ).first()
+    if existing:
+        return existing
+    return Alert.objects.create(practice=practice, kind=kind, delivery=delivery, connection=connection, reason=reason)
+
+
+@transaction.atomic
+def delivery_reprocess(*, delivery: Delivery, actor) -> Delivery:
+    """A person puts a failed delivery back to pending (its ledger stays; a
+    lost answer is still reconciled before any resend)."""
+    membership = Membership.objects.filter(user=actor, practice=delivery.practice, is_active=True).first()
+    if membership is None or membership.role != Membership.Role.PRACTICE_ADMIN:
+        raise NotPermitted("Only a practice admin can reprocess a delivery.")
+    changed = Delivery.objects.filter(pk=delivery.pk, state=S.FAILED).update(
+        state=S.PENDING, attempts=0, next_attempt_at=None, updated_at=timezone.now()
+    )
+    if not changed:
+        raise DeliveryRefused("Only a failed delivery can be reprocessed.")
+    Alert.objects.filter(delivery=delivery, resolved_at__isnull=True).update(resolved_at=timezone.now())
+    delivery.refresh_from_db()
+    audit_record(
+        practice=delivery.practice,
+        actor=actor_person(actor),
+        action="delivery.reprocess",
+        obj=delivery,
+        note=delivery.note,
+        client=delivery.note.client,
+        before={"state": S.FAILED},
+        after={"state": S.PENDING},
+    )
+    transaction.on_commit(lambda: _enqueue(delivery.pk))
+    return delivery
+
+
+def delivery_sweep(*, now: datetime | None = None) -> int:
+    """Re-enqueue what a lost broker message or a dead worker left behind.
+    A row stuck in "sending" may have reached the EHR: it becomes unknown and
+    is reconciled before any resend. Duplicate nudges are harmless: only one
+    claim succeeds."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.PSYFI_DELIVERY_SWEEP_SECONDS)
+    stale = now - timedelta(seconds=settings.PSYFI_DELIVERY_STALE_SECONDS)
+    stuck = list(Delivery.objects.filter(state=S.SENDING, updated_at__lt=stale).values_list("pk", flat=True))
+    for pk in stuck:
+        Delivery.objects.filter(pk=pk, state=S.SENDING, updated_at__lt=stale).update(
+            state=S.UNKNOWN,
+            needs_reconcile=True,
+            next_attempt_at=None,
+            updated_at=now,
+            last_error="The worker stopped mid-send; reconciling before any resend.",
+        )
+    due = Delivery.objects.filter(
+        Q(state=S.PENDING, updated_at__lt=now - grace)
+        | Q(state__in=[S.RETRYING, S.UNKNOWN], next_attempt_at__lt=now - grace)
+        | Q(state__in=[S.RETRYING, S.UNKNOWN], next_attempt_at__isnull=True)
+    ).values_list("pk", flat=True)
+    ids = list(due)
+    for pk in ids:
+        _enqueue(pk)
+    return len(ids)
+
+
+# ---------------------------------------------------------------- connections
+
+
+@transaction.atomic
+def connection_create(
+    *,
+    practice,
+    name: str,
+    kind: str,
+    base_url: str,
+    is_sandbox: bool,
+    auth_kind: str = EHRConnection.Auth.NONE,
+    client_id: str = "",
+    token_url: str = "",
+    username: str = "",
+    secrets: dict | None = None,
+    actor=None,
+) -> EHRConnection:
+    """Raises ConnectionInvalid for a URL off loopback without TLS, or a
+    sandbox-kind connection not marked sandbox."""
+    if kind not in EHRConnection.Kind.values:
+        raise ConnectionInvalid(f"Unknown connection kind {kind!r}.", field="kind")
+    if kind == EHRConnection.Kind.HL7:
+        url_check(base_url, schemes=("mllp", "mllps"))
+    else:
+        url_check(base_url)
+    if kind == EHRConnection.Kind.SANDBOX and not is_sandbox:
+        raise ConnectionInvalid("The built-in sandbox is a sandbox connection.", field="is_sandbox")
+    if auth_kind in (EHRConnection.Auth.SMART, EHRConnection.Auth.CLIENT_SECRET) and token_url:
+        url_check(token_url)
+    EHRConnection.objects.filter(practice=practice, is_active=True).update(is_active=False)
+    connection = EHRConnection(
+        practice=practice,
+        name=name,
+        kind=kind,
+        base_url=base_url,
+        is_sandbox=is_sandbox,
+        auth=auth_kind,
+        client_id=client_id,
+        token_url=token_url,
+        username=username,
+        credentials_encrypted=secret_encrypt(secrets) if secrets else "",
+    )
+    connection.full_clean()
+    connection.save()
+    audit_record(
+        practice=practice,
+        actor=actor_person(actor) if actor else actor_system("setup"),
+        action="connection.create",
+        obj=connection,
+        after={"kind": kind, "base_url": base_url, "is_sandbox": is_sandbox, "auth": auth_kind},
+    )
+    return connection
+
+
+@transaction.atomic
+def connection_revoke(*, connection: EHRConnection, actor) -> EHRConnection:
+    """The disable switch: nothing more is sent over this connection."""
+    connection.is_active = False
+    connection.revoked_at = timezone.now()
+    connection.save(update_fields=["is_active", "revoked_at"])
+    auth.token_cache_clear()
+    audit_record(practice=connection.practice, actor=actor_person(actor), action="connection.revoke", obj=connection)
+    return connection
+
+
+def connection_record_metadata(*, connection: EHRConnection, summary: dict) -> EHRConnection:
+    connection.supports_conditional_create = summary["conditional_create"]
+    connection.supports_provenance = summary["provenance"]
+    connection.metadata_summary = summary
+    connection.metadata_checked_at = timezone.now()
+    connection.save(
+        update_fields=["supports_conditional_create", "supports_provenance", "metadata_summary", "metadata_checked_at"]
+    )
+    return connection
+
+
+def connection_test(*, connection: EHRConnection) -> dict:
+    """ "Test connection": read /metadata and record what the server declares.
+    Returns the summary, or {"error": ...} when it cannot be read."""
+    if connection.kind not in (EHRConnection.Kind.FHIR, EHRConnection.Kind.SANDBOX):
+        return {"error": "Only FHIR connections publish /metadata."}
+    url_check(connection.base_url)
+    timeout = settings.PSYFI_DELIVERY_TIMEOUT
+    target = fhir_transport.FhirTarget(
+        base_url=connection.base_url,
+        timeout=timeout,
+        auth_headers=lambda force=False: auth.auth_headers(connection, timeout=timeout, force=force),
+    )
+    try:
+        summary = fhir_transport.metadata_read(target)
+    except Exception as exc:  # noqa: BLE001 - shown to the admin, not raised
+        return {"error": f"Could not read /metadata: {type(exc).__name__}: {exc}"[:500]}
+    connection_record_metadata(connection=connection, summary=summary)
+    return summary
+
+
+def credentials_reencrypt() -> int:
+    """Re-encrypt every stored secret under the newest key (key rotation)."""
+    from integrations.models import SigningKey
+
+    count = 0
+    for connection in EHRConnection.objects.exclude(credentials_encrypted=""):
+        EHRConnection.objects.filter(pk=connection.pk).update(
+            credentials_encrypted=secret_rotate(connection.credentials_encrypted)
+        )
+        count += 1
+    for key in SigningKey.objects.all():
+        SigningKey.objects.filter(pk=key.pk).update(private_key_encrypted=secret_rotate(key.private_key_encrypted))
+        count += 1
+    return count
+
+
+# ---------------------------------------------------------------- mappings
+
+
+@transaction.atomic
+def mapping_save(*, template: NoteTemplate, document, actor=None, activate: bool = True) -> FieldMapping:
+    """Store a new version of a template's mapping (import or edit). Raises
+    MappingInvalid with field errors; nothing is written then."""
+    version = template.versions.filter(is_active=True).first()
+    keys = list(version.sections.values_list("key", flat=True)) if version else []
+    errors = mapping_validate(document, section_keys=keys)
+    if errors:
+        raise MappingInvalid("The mapping does not fit the template.", errors=errors)
+    # Lock the template row so two saves cannot take the same version number.
+    NoteTemplate.objects.select_for_update().get(pk=template.pk)
+    last = FieldMapping.objects.filter(template=template).aggregate(m=Max("version"))["m"] or 0
+    if activate:
+        FieldMapping.objects.filter(template=template, is_active=True).update(is_active=False)
+    mapping = FieldMapping.objects.create(
+        practice=template.practice,
+        template=template,
+        version=last + 1,
+        document=document,
+        is_active=activate,
+        created_by=actor,
+    )
+    audit_record(
+        practice=template.practice,
+        actor=actor_person(actor) if actor else actor_system("setup"),
+        action="mapping.save",
+        obj=mapping,
+        after={"version": mapping.version, "active": activate},
+    )
+    return mapping
+
+
+def mapping_export(mapping: FieldMapping) -> dict:
+    return {"template": mapping.template.key, "version": mapping.version, "document": mapping.document}
+
+
+def mapping_import(*, template: NoteTemplate, data, actor=None) -> FieldMapping:
+    """Import an exported mapping (or a bare document) as the next version."""
+    if isinstance(data, dict) and "document" in data:
+        if data.get("template") not in (None, template.key):
+            raise MappingInvalid(
+                f"This mapping was exported for template '{data.get('template')}'.", errors={"template": ["Mismatch."]}
+            )
+        data = data["document"]
+    return mapping_save(template=template, document=data, actor=actor)

@@ -1,0 +1,60 @@
+"""Operator views in the Django admin. Sandbox faults are set here (or by
+tests); credentials are never shown."""
+
+from django.contrib import admin
+
+from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection, FieldMapping, SandboxFaults
+
+
+@admin.register(SandboxFaults)
+class SandboxFaultsAdmin(admin.ModelAdmin):
+    list_display = [
+        "pk",
+        "conditional_create",
+        "rate_503",
+        "rate_429",
+        "delay_ms",
+        "drop_after_commit_rate",
+        "rename_birth_date",
+    ]
+
+
+@admin.register(EHRConnection)
+class EHRConnectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "practice", "kind", "is_sandbox", "is_active", "revoked_at"]
+    exclude = ["credentials_encrypted"]
+    readonly_fields = ["supports_conditional_create", "supports_provenance", "metadata_checked_at", "metadata_summary"]
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ["number", "started_at", "finished_at", "outcome", "http_status", "ehr_id", "detail"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    # Read-only: state changes go through integrations.services.
+    list_display = ["pk", "practice", "state", "attempts", "ehr_id", "updated_at"]
+    list_filter = ["state"]
+    inlines = [DeliveryAttemptInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "practice", "kind", "reason", "resolved_at"]
+
+
+@admin.register(FieldMapping)
+class FieldMappingAdmin(admin.ModelAdmin):
+    list_display = ["template", "version", "is_active", "created_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # versions are immutable; save a new one through mapping_save

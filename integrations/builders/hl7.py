@@ -1,0 +1,112 @@
+"""HL7 v2.5.1 MDM^T02 (original) and MDM^T10 (replacement for an amendment),
+built with hl7apy (ehr-standards.md §5). TXA-12 is the note version id and
+MSH-10 the delivery's control id: both stay the same on every resend, so the
+receiver can deduplicate. hl7apy does not check table values, so TXA-2 and
+TXA-17 are checked here."""
+
+from datetime import UTC, datetime
+
+from hl7apy.core import Message
+
+from integrations.builders import NoteInput
+from integrations.errors import PayloadInvalid
+from integrations.mapping import HL7_DOCUMENT_TYPES
+
+SENDING_APP = "PSYFI"
+_BR = "PSYFILINEBREAK7F3A"
+
+
+def hl7_escape(text: str) -> str:
+    """Escape HL7 delimiters; line breaks become \\.br\\ (one OBX per section)."""
+    out = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("~", "\\R\\")
+    out = out.replace("&", "\\T\\")
+    # hl7apy would escape the backslashes of \.br\, so a placeholder stands
+    # in for line breaks until the message is rendered.
+    return out.replace("\r\n", "\n").replace("\r", "\n").replace("\n", _BR)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+
+
+def _name(full: str) -> tuple[str, str]:
+    parts = full.split()
+    return (parts[-1], " ".join(parts[:-1])) if len(parts) > 1 else (full, "")
+
+
+def mdm_build(note: NoteInput, mapping: dict, *, control_id: str, now: datetime, receiving_app: str = "EHR") -> str:
+    """The ER7 wire text (segments separated by \\r). `now` is not used for
+    any field that changes between resends: the message time is the signing
+    time so a resend is byte-identical."""
+    hl7_map = mapping["hl7"]
+    doc_type = hl7_map.get("document_type", "PN")
+    if doc_type not in HL7_DOCUMENT_TYPES:
+        raise PayloadInvalid(f"TXA-2 document type {doc_type!r} is not allowed.")
+    event = "T10" if note.amends_version_id else "T02"
+    signed = _ts(note.signed_at)
+    # T02 and T10 share the MDM_T02 message structure (HL7 v2.5.1 ch. 9).
+    msg = Message("MDM_T02", version="2.5.1")
+    msg.msh.msh_3 = SENDING_APP
+    msg.msh.msh_5 = hl7_escape(receiving_app)
+    msg.msh.msh_7 = signed
+    msg.msh.msh_9 = f"MDM^{event}^MDM_T02"
+    msg.msh.msh_10 = control_id
+    msg.msh.msh_11 = "P"
+    msg.msh.msh_12 = "2.5.1"
+    msg.msh.msh_15 = "AL"
+    msg.msh.msh_16 = "NE"
+    msg.msh.msh_18 = "UNICODE UTF-8"  # section labels and text are not ASCII-only
+    msg.evn.evn_1 = event
+    msg.evn.evn_2 = signed
+    msg.pid.pid_3 = f"{hl7_escape(note.patient_ehr_id)}^^^EHR^MR"
+    msg.pid.pid_5 = f"{hl7_escape(note.patient_family_name)}^{hl7_escape(note.patient_given_name)}"
+    msg.pid.pid_7 = note.patient_birth_date.replace("-", "")
+    msg.pv1.pv1_2 = "O"
+    family, given = _name(note.clinician_name)
+    clinician = f"{hl7_escape(note.clinician_ehr_id or 'UNKNOWN')}^{hl7_escape(family)}^{hl7_escape(given)}"
+    msg.txa.txa_1 = "1"
+    msg.txa.txa_2 = doc_type
+    msg.txa.txa_3 = "TX"
+    msg.txa.txa_4 = _ts(note.session_start)
+    msg.txa.txa_5 = clinician
+    msg.txa.txa_6 = _ts(note.session_end)
+    msg.txa.txa_9 = clinician
+    msg.txa.txa_12 = f"{note.version_uuid}^{SENDING_APP}"
+    if note.amends_version_id:
+        msg.txa.txa_13 = f"{note.amends_version_id}^{SENDING_APP}"
+    msg.txa.txa_17 = "LA"
+    msg.txa.txa_18 = "R"
+    msg.txa.txa_19 = "AV"
+    msg.txa.txa_22 = f"{clinician}^^^^^^^^^^^^{signed}"
+    layout = hl7_map.get("sections", {})
+    for index, section in enumerate(note.sections, start=1):
+        spec = layout.get(section.key) or {"code": section.key.upper(), "text": section.label, "system": "L"}
+        body = section.text.strip()
+        if section.codes:
+            body = f"{body}\n{', '.join(str(c) for c in section.codes)}".strip()
+        group = msg.add_group("MDM_T02_OBXNTE_SUPPGRP")
+        obx = group.add_segment("OBX")
+        obx.obx_1 = str(index)
+        obx.obx_2 = "TX"
+        obx.obx_3 = f"{hl7_escape(spec['code'])}^{hl7_escape(spec['text'])}^{spec.get('system', 'LN')}"
+        obx.obx_5 = hl7_escape(body or "(none)")
+        obx.obx_11 = "F"
+    text = msg.to_er7().replace(_BR, "\\.br\\")
+    mdm_check(text)
+    return text
+
+
+def mdm_check(text: str) -> None:
+    """Parse strictly with hl7apy and check the table values it ignores."""
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    try:
+        parsed = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    except Exception as exc:  # noqa: BLE001 - hl7apy raises many unrelated types
+        raise PayloadInvalid(f"The HL7 message does not parse: {exc}") from exc
+    txa = parsed.txa
+    if txa.txa_17.to_er7() != "LA":
+        raise PayloadInvalid("TXA-17 must be LA (legally authenticated).")
+    if txa.txa_2.to_er7() not in HL7_DOCUMENT_TYPES:
+        raise PayloadInvalid("TXA-2 is not an allowed document type.")

@@ -1,0 +1,133 @@
+"""What every transport shares: the outcome it returns, the URL rule (TLS off
+loopback), an HTTP session with TLS 1.2 or newer and verified certificates,
+and reading an EHR's error answers. Transports do I/O only; the rules about
+what an outcome means for the delivery live in integrations.services."""
+
+import ipaddress
+import ssl
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlparse
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from integrations.errors import ConnectionInvalid
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """sent (ehr_id), retry (after N seconds, nothing written), failed (reason,
+    permanent or not) or unknown (the EHR may have written it: reconcile)."""
+
+    kind: str
+    ehr_id: str = ""
+    retry_after: float | None = None
+    reason: str = ""
+    permanent: bool = False
+    http_status: int | None = None
+    alert: str = ""
+
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+def sent(ehr_id: str, *, http_status: int | None = None, reason: str = "") -> Outcome:
+    return Outcome(Outcome.SENT, ehr_id=ehr_id, http_status=http_status, reason=reason)
+
+
+def retry(reason: str, *, after: float | None = None, http_status: int | None = None, alert: str = "") -> Outcome:
+    return Outcome(Outcome.RETRY, retry_after=after, reason=reason, http_status=http_status, alert=alert)
+
+
+def failed(reason: str, *, permanent: bool = True, http_status: int | None = None, alert: str = "") -> Outcome:
+    return Outcome(Outcome.FAILED, reason=reason, permanent=permanent, http_status=http_status, alert=alert)
+
+
+def unknown(reason: str, *, after: float | None = None, http_status: int | None = None) -> Outcome:
+    return Outcome(Outcome.UNKNOWN, reason=reason, retry_after=after, http_status=http_status)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def url_check(url: str, *, schemes: tuple[str, ...] = ("https", "http")) -> None:
+    """Raises ConnectionInvalid for a URL we will not send PHI to: plain http
+    (or plain MLLP) is refused unless the host is on loopback."""
+    parsed = urlparse(url)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConnectionInvalid(f"'{url}' is not a valid {' or '.join(schemes)} URL.", field="base_url")
+    if parsed.scheme in ("http", "mllp") and not is_loopback(parsed.hostname):
+        raise ConnectionInvalid(
+            "Plain http is refused for anything but loopback; use https (TLS 1.2 or newer).", field="base_url"
+        )
+
+
+class _TLS12Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        context = ssl.create_default_context()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        kwargs["ssl_context"] = context
+        return super().init_poolmanager(*args, **kwargs)
+
+
+_local = threading.local()
+
+
+def http_session() -> requests.Session:
+    """One keep-alive session per thread (worker threads share nothing)."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        adapter = _TLS12Adapter(pool_connections=4, pool_maxsize=8)
+        session.mount("https://", adapter)
+        session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=8))
+        session.verify = True
+        _local.session = session
+    return session
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as delta-seconds or an HTTP-date; None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def operation_outcome_message(response: requests.Response) -> tuple[str, set[str]]:
+    """The EHR's own words from an OperationOutcome (diagnostics or details),
+    and its issue codes. Falls back to the status line."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    messages, codes = [], set()
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        for issue in body.get("issue") or []:
+            if not isinstance(issue, dict):
+                continue
+            codes.add(str(issue.get("code", "")))
+            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
+            if text:
+                messages.append(str(text))
+    message = "; ".join(messages) or f"HTTP {response.status_code} {response.reason or ''}".strip()
+    return message[:1000], codes
