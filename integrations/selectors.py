@@ -43,3 +43,45 @@ def delivery_get_for_user(*, user, delivery_id: int) -> Delivery:
     """404 outside the admin's practice."""
     practice = _practice_for_admin(user)
     return get_object_or_404(Delivery.objects.select_related("note__client"), pk=delivery_id, practice=practice)
+
+
+def connection_list_for_user(*, user):
+    from integrations.models import EHRConnection
+
+    practice = _practice_for_admin(user)
+    return EHRConnection.objects.filter(practice=practice).order_by("-is_active", "-created_at")
+
+
+def connection_get_for_user(*, user, connection_id: int):
+    from integrations.models import EHRConnection
+
+    practice = _practice_for_admin(user)
+    return get_object_or_404(EHRConnection, pk=connection_id, practice=practice)
+
+
+def template_list_with_mappings_for_user(*, user):
+    from django.db.models import Prefetch
+
+    from integrations.models import FieldMapping
+    from notes.models import NoteTemplate
+
+    practice = _practice_for_admin(user)
+    return (
+        NoteTemplate.objects.filter(practice=practice)
+        .prefetch_related(Prefetch("field_mappings", queryset=FieldMapping.objects.order_by("-version")))
+        .order_by("name")
+    )
+
+
+def template_get_for_admin(*, user, template_id: int):
+    from notes.models import NoteTemplate
+
+    practice = _practice_for_admin(user)
+    return get_object_or_404(NoteTemplate, pk=template_id, practice=practice)
+
+
+def mapping_get_for_user(*, user, mapping_id: int):
+    from integrations.models import FieldMapping
+
+    practice = _practice_for_admin(user)
+    return get_object_or_404(FieldMapping.objects.select_related("template"), pk=mapping_id, practice=practice)

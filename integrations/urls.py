@@ -6,5 +6,12 @@ app_name = "integrations"
 urlpatterns = [
     path("deliveries/", views.delivery_dashboard, name="dashboard"),
     path("deliveries/<int:delivery_id>/reprocess/", views.delivery_reprocess, name="reprocess"),
+    path("connections/", views.connection_list, name="connections"),
+    path("connections/<int:connection_id>/test/", views.connection_test, name="connection_test"),
+    path("connections/<int:connection_id>/revoke/", views.connection_revoke, name="connection_revoke"),
+    path("mappings/", views.mapping_list, name="mappings"),
+    path("mappings/<int:mapping_id>/export/", views.mapping_export, name="mapping_export"),
+    path("mappings/<int:mapping_id>/diff/<int:other_id>/", views.mapping_diff, name="mapping_diff"),
+    path("templates/<int:template_id>/mapping/import/", views.mapping_import, name="mapping_import"),
     path(".well-known/jwks.json", views.jwks, name="jwks"),
 ]
