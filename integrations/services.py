@@ -156,7 +156,7 @@ def note_input(delivery: Delivery) -> NoteInput:
         lineage=note.lineage,
         version=note.version,
         sections=tuple(
-            SectionInput(key=s.key, label=s.label, text=s.text, codes=tuple(s.codes or ()))
+            SectionInput(key=s.key, label=s.label, text=s.text, codes=tuple(s.codes or ()), kind=s.kind)
             for s in note.sections.order_by("order")
         ),
         patient_ehr_id=note.client.ehr_patient_id,

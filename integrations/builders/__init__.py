@@ -13,6 +13,7 @@ class SectionInput:
     label: str
     text: str
     codes: tuple = ()
+    kind: str = "text"  # notes TemplateSection.Kind: text, diagnosis_codes, interventions, risk
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class NoteInput:
     @property
     def version_uuid(self) -> uuid.UUID:
         return uuid.uuid5(self.lineage, str(self.version))
+
+    @property
+    def diagnosis_codes(self) -> tuple[str, ...]:
+        return tuple(str(c) for s in self.sections if s.kind == "diagnosis_codes" for c in s.codes)
 
     @property
     def model_label(self) -> str:

@@ -21,6 +21,7 @@ CONTENT_TYPE = "text/plain; charset=utf-8"
 AIAST = {"system": OBSERVATION_VALUE, "code": "AIAST", "display": "Artificial Intelligence asserted"}
 # Synthetic (sandbox) clients: HL7 "test health data" label.
 HTEST = {"system": ACT_REASON, "code": "HTEST", "display": "test health data"}
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 
 
 def _instant(value: datetime) -> str:
@@ -74,6 +75,20 @@ def documentreference_build(note: NoteInput, mapping: dict, *, now: datetime) ->
         ],
         "context": {"period": {"start": _instant(note.session_start), "end": _instant(note.session_end)}},
     }
+    if note.diagnosis_codes:
+        # The diagnoses addressed, as ICD-10-CM codings (MAPPING.md §3): contained
+        # Conditions the note relates to. The note text carries them too, for
+        # EHRs that ignore contained resources.
+        resource["contained"] = [
+            {
+                "resourceType": "Condition",
+                "id": f"dx{i}",
+                "code": {"coding": [{"system": ICD10CM, "code": code}]},
+                "subject": {"reference": f"Patient/{note.patient_ehr_id}"},
+            }
+            for i, code in enumerate(note.diagnosis_codes, start=1)
+        ]
+        resource["context"]["related"] = [{"reference": f"#dx{i}"} for i in range(1, len(note.diagnosis_codes) + 1)]
     if note.amends_ehr_id:
         resource["relatesTo"] = [
             {"code": "replaces", "target": {"reference": f"DocumentReference/{note.amends_ehr_id}"}}
@@ -110,6 +125,11 @@ def documentreference_check(resource: dict) -> None:
         or resource.get("subject", {}).get("reference") == "Patient/"
     ):
         problems.append("subject must reference the client's EHR Patient")
+    for contained in resource.get("contained", []):
+        if contained.get("resourceType") == "Condition":
+            for coding in contained.get("code", {}).get("coding", []):
+                if coding.get("system") != ICD10CM or not coding.get("code"):
+                    problems.append("diagnosis codings must be ICD-10-CM")
     if problems:
         raise PayloadInvalid("The DocumentReference is not valid: " + "; ".join(problems))
 

@@ -1,5 +1,6 @@
 import base64
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,7 +27,7 @@ def note_input(**overrides) -> NoteInput:
         sections=(
             SectionInput("subjective", "Subjective", "Client reports better sleep."),
             SectionInput("assessment", "Assessment", "Improving."),
-            SectionInput("diagnoses", "Assessment · diagnosis codes", "", ("F33.1",)),
+            SectionInput("diagnoses", "Assessment · diagnosis codes", "", ("F33.1",), kind="diagnosis_codes"),
         ),
         patient_ehr_id="PAT123",
         patient_family_name="Doe",
@@ -122,3 +123,21 @@ def test_the_provenance_names_the_ai_device_and_the_verifying_clinician():
     assert roles["verifier"]["reference"] == "Practitioner/456"
     assert resource["contained"][0]["modelNumber"] == "scribe-llm"
     assert resource["reason"][0]["coding"][0]["code"] == "AIAST"
+
+
+def test_diagnosis_codes_travel_as_icd10cm_codings_the_note_relates_to():
+    resource = build()
+    [condition] = [c for c in resource["contained"] if c["resourceType"] == "Condition"]
+    assert condition["code"]["coding"] == [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F33.1"}]
+    assert resource["context"]["related"] == [{"reference": f"#{condition['id']}"}]
+    DocumentReference.model_validate({k: v for k, v in resource.items() if k != "resourceType"})
+
+
+def test_a_note_without_diagnoses_carries_no_conditions():
+    data = note_input()
+    resource = documentreference_build(
+        replace(data, sections=tuple(s for s in data.sections if s.kind != "diagnosis_codes")),
+        mapping_default_document(SECTIONS),
+        now=SIGNED,
+    )
+    assert "contained" not in resource and "related" not in resource["context"]
