@@ -24,7 +24,16 @@ CONTENT_FIELDS = (
     "interventions",
 )
 # Envelope fields: who, when, which model. They describe the draft, not the note.
-ENVELOPE_FIELDS = ("client", "clinician", "session", "model", "transcript_ref", "draft_id", "schema_version")
+ENVELOPE_FIELDS = (
+    "client",
+    "clinician",
+    "session",
+    "model",
+    "transcript_ref",
+    "draft_id",
+    "schema_version",
+    "template",
+)
 
 FIELD_LABELS = {
     "client_reported_symptoms": "Client report",
@@ -174,16 +183,19 @@ def map_ai_output(
             )
         )
 
-    for name in other_participant_names:
-        if name and re.search(rf"\b{re.escape(name)}\b", all_text, re.IGNORECASE):
-            flags.append(
-                FlagSpec(
-                    kind="other_participant",
-                    message=f"This note names another group member (“{name}”). A group note must not disclose "
-                    "other clients: remove or de-identify the name.",
-                    value=name,
-                )
+    named = [n for n in other_participant_names if n and re.search(rf"\b{re.escape(n)}\b", all_text, re.IGNORECASE)]
+    for name in named:
+        # "Sam Okafor" found: one flag, not three more for "Sam" and "Okafor".
+        if any(name.lower() != other.lower() and name.lower() in other.lower() for other in named):
+            continue
+        flags.append(
+            FlagSpec(
+                kind="other_participant",
+                message=f"This note names another group member (“{name}”). A group note must not disclose "
+                "other clients: remove or de-identify the name.",
+                value=name,
             )
+        )
 
     for section in sections.values():
         if section.required and not section.text.strip() and not section.codes:
