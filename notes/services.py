@@ -270,11 +270,17 @@ def draft_ingest(
     external_id: str = "",
     idempotency_key: str = "",
     other_participant_names: list[str] = (),
+    has_consent: bool | None = None,
+    vocabulary: InterventionVocabulary | None = None,
+    audit_detail: dict | None = None,
 ) -> Note:
     """Store the AI payload verbatim and map it onto a note awaiting review.
 
     A client without active consent still gets the draft stored (nothing is
     lost), but the note is blocked and cannot be signed (invariant 9).
+    has_consent and vocabulary may be passed when the caller has just read
+    them (the intake API, to save queries); audit_detail is added to the note.draft event
+    (the intake API records the API key used there).
     """
     draft = Draft.objects.create(
         practice=ai_source.practice,
@@ -293,10 +299,11 @@ def draft_ingest(
     mapped = map_ai_output(
         payload,
         template_spec(template_version),
-        vocabulary=practice_vocabulary(ai_source.practice),
+        vocabulary=vocabulary if vocabulary is not None else practice_vocabulary(ai_source.practice),
         other_participant_names=list(other_participant_names),
     )
-    has_consent = client.consents.filter(revoked_at__isnull=True).exists()
+    if has_consent is None:
+        has_consent = client.consents.filter(revoked_at__isnull=True).exists()
     note = Note.objects.create(
         practice=ai_source.practice,
         draft=draft,
@@ -322,7 +329,8 @@ def draft_ingest(
         )
         for s in mapped.sections
     )
-    Flag.objects.bulk_create(
+    # Kept on the returned note so the intake API answers with them without a query.
+    note.new_flags = Flag.objects.bulk_create(
         Flag(
             note=note,
             kind=f.kind,
@@ -342,7 +350,12 @@ def draft_ingest(
         note=note,
         client=client,
         after={"draft": draft.pk, "sections": {s.key: s.text for s in mapped.sections}},
-        detail={"flags": len(mapped.flags), "high_risk": mapped.high_risk, "blocked": not has_consent},
+        detail={
+            "flags": len(mapped.flags),
+            "high_risk": mapped.high_risk,
+            "blocked": not has_consent,
+            **(audit_detail or {}),
+        },
     )
     return note
 
@@ -463,6 +476,7 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     the note is blocked; StepUpRequired when the last OTP step-up is older than
     SIGN_STEP_UP_WINDOW.
     """
+    from audit.attribution import note_attribution_record
     from integrations.services import delivery_create_for_note
 
     now = now or timezone.now()
@@ -482,6 +496,7 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     note.signed_at = now
     note.signed_by = actor
     note.content_hash = note_content_hash(note)
+    note_attribution_record(note=note)  # AI vs clinician share of the text, kept with the signature
     note.save(update_fields=["state", "signed_at", "signed_by", "content_hash", "updated_at"])
     if note.amends_id:
         _note_supersede(note=note.amends, by=note, actor=actor)

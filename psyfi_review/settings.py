@@ -52,10 +52,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
-    "notes.middleware.IdleTimeoutMiddleware",
     "audit.middleware.RequestContextMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "notes.middleware.IdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Axes last: it turns a locked-out login into its lockout answer.
@@ -82,6 +82,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'psyfi.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded database lives here
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("TEST", {})
 if env.str("PSYFI_TEST_DB", default=""):
@@ -168,12 +170,18 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesyste
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
+    # The transport does not create its folders; the demo must start on a bare checkout.
+    for _sub in ("queue", "processed", "control"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+# No result store by default: the database rows are the truth, not task results.
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for another
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -197,9 +205,41 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# Draft intake API (notes/intake_api.py). A request body above this is refused
+# with 413 before it is parsed; a long (100 KB) note fits with room to spare.
+INTAKE_MAX_BODY_BYTES = env.int("INTAKE_MAX_BODY_BYTES", default=1024 * 1024)
+# After a key rotation the old key keeps working this long.
+INTAKE_KEY_ROTATION_OVERLAP = timedelta(hours=env.int("INTAKE_KEY_OVERLAP_HOURS", default=24))
+
+# How long records are kept before the daily retention report lists them
+# (audit.retention). Reported only: nothing is ever deleted automatically.
+AUDIT_RETENTION_YEARS = env.int("AUDIT_RETENTION_YEARS", default=6)
+
 # Identifier system for notes we send to EHRs: an absolute URI this install
 # owns and never changes (see MAPPING.md, idempotency).
 PSYFI_IDENTIFIER_SYSTEM = env.str("PSYFI_IDENTIFIER_SYSTEM", default="urn:psyfi-review:demo:note-id")
+
+# EHR delivery (integrations). Keys for credentials at rest: comma-separated
+# Fernet keys, newest first; older keys still decrypt, so a key rotates by
+# prepending the new one and running `manage.py integrations_reencrypt`.
+PSYFI_CREDENTIALS_KEYS = env.list("PSYFI_CREDENTIALS_KEYS", default=[])
+PSYFI_DELIVERY_MAX_ATTEMPTS = env.int("PSYFI_DELIVERY_MAX_ATTEMPTS", default=10)
+PSYFI_DELIVERY_BACKOFF_BASE = env.float("PSYFI_DELIVERY_BACKOFF_BASE", default=30.0)
+PSYFI_DELIVERY_BACKOFF_CAP = env.float("PSYFI_DELIVERY_BACKOFF_CAP", default=3600.0)
+PSYFI_DELIVERY_TIMEOUT = env.float("PSYFI_DELIVERY_TIMEOUT", default=15.0)
+PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS = env.int("PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS", default=3)
+# A row in "sending" longer than this is taken to be a dead worker's.
+PSYFI_DELIVERY_STALE_SECONDS = env.float("PSYFI_DELIVERY_STALE_SECONDS", default=300.0)
+PSYFI_DELIVERY_SWEEP_SECONDS = env.float("PSYFI_DELIVERY_SWEEP_SECONDS", default=60.0)
+# Where `integrations_demo_setup` points the demo practice: the built-in sandbox.
+PSYFI_SANDBOX_BASE_URL = env.str("PSYFI_SANDBOX_BASE_URL", default="http://127.0.0.1:8000/sandbox/fhir")
+CELERY_BEAT_SCHEDULE = {
+    "audit-retention-report": {"task": "audit.retention_report", "schedule": timedelta(days=1)},
+    "integrations-delivery-sweep": {
+        "task": "integrations.delivery_sweep",
+        "schedule": PSYFI_DELIVERY_SWEEP_SECONDS,
+    },
+}
 
 LOGGING = {
     "version": 1,

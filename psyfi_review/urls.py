@@ -17,5 +17,8 @@ urlpatterns = [
         SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),
         name="api_schema",
     ),
+    path("integrations/", include("integrations.urls")),
+    path("sandbox/fhir/", include("integrations.sandbox.urls")),
+    path("audit/", include("audit.urls")),
     path("", include("notes.urls")),
 ]

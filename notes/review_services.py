@@ -1,0 +1,139 @@
+"""Review-only rules on top of the note state machine: resolving each kind of
+flag the way the review page offers, and counting active review time.
+
+The writes go through notes.services (note_edit_section, flag_resolve), so
+every edit keeps its before/after AuditEvent and the state table stays the
+single source of what may happen when. Each function here is one
+transaction: an edit and its flag resolution commit or fail together.
+"""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from notes import services
+from notes.errors import DomainError
+from notes.mapping import FIELD_LABELS, _as_text
+from notes.models import Flag, Note, NoteSection, TemplateSection
+from notes.vocabulary import icd10_check
+
+# The most active time one heartbeat can add. The page sends one every 15 s
+# while it is visible and the clinician has interacted recently; a larger
+# claim (a sleeping laptop, a hand-made request) is cut to this.
+REVIEW_HEARTBEAT_MAX_SECONDS: int = getattr(settings, "REVIEW_HEARTBEAT_MAX_SECONDS", 30)
+# What the page is told: how often to send, and after how long without a key
+# press, click or scroll the time stops counting.
+REVIEW_HEARTBEAT_INTERVAL_SECONDS = 15
+REVIEW_IDLE_AFTER_SECONDS = 60
+
+
+def _open_flag_of_kind(flag: Flag, kind: str, what: str) -> Flag:
+    if flag.kind != kind:
+        raise DomainError(f"This flag is not {what}.", field="flag")
+    if flag.resolved_at is not None:
+        raise DomainError("This flag is already resolved.", field="flag")
+    return flag
+
+
+def _append_block(text: str, block: str) -> str:
+    return f"{text.rstrip()}\n\n{block}" if text.strip() else block
+
+
+@transaction.atomic
+def flag_place_content(*, flag: Flag, section_key: str, actor) -> NoteSection:
+    """Put AI content the template had no place for into a free-text section
+    the clinician chose, and resolve the flag. Code sections are refused:
+    free text there would bypass the controlled vocabularies (invariant 8)."""
+    _open_flag_of_kind(flag, Flag.Kind.UNPLACED_CONTENT, "unplaced content")
+    section = flag.note.sections.filter(key=section_key).first()
+    if section is None:
+        raise DomainError("Choose a section of this note.", field="section")
+    if section.kind != TemplateSection.Kind.TEXT:
+        raise DomainError(f"“{section.label}” holds coded values; choose a free-text section.", field="section")
+    label = FIELD_LABELS.get(flag.field, flag.field)
+    block = f"{label}: {_as_text(flag.value)}" if label else _as_text(flag.value)
+    section = services.note_edit_section(
+        note=flag.note, section_key=section.key, text=_append_block(section.text, block), actor=actor
+    )
+    services.flag_resolve(flag=flag, resolution=f"Placed into “{section.label}”.", actor=actor)
+    return section
+
+
+@transaction.atomic
+def flag_fix_code(*, flag: Flag, code: str, actor) -> NoteSection:
+    """Replace an invalid diagnosis code with a billable ICD-10-CM code: the
+    code goes into the diagnoses section's codes and text, and the flag is
+    resolved. Raises DomainError (field "code") for anything not billable."""
+    _open_flag_of_kind(flag, Flag.Kind.INVALID_CODE, "an invalid diagnosis code")
+    check = icd10_check(code or "")
+    if not check.valid:
+        raise DomainError(check.message, field="code")
+    note = flag.note
+    sections = note.sections.filter(kind=TemplateSection.Kind.DIAGNOSIS_CODES)
+    section = sections.filter(key=flag.section_key).first() or sections.first()
+    if section is None:
+        raise DomainError("This note's template has no diagnosis codes section.", field="code")
+    codes, text = list(section.codes), section.text
+    if check.code not in codes:
+        codes.append(check.code)
+        line = f"{check.code} {check.description}"
+        text = f"{text.rstrip()}\n{line}" if text.strip() else line
+    section = services.note_edit_section(note=note, section_key=section.key, text=text, codes=codes, actor=actor)
+    services.flag_resolve(
+        flag=flag, resolution=f"Replaced “{flag.value}” with {check.code} ({check.description}).", actor=actor
+    )
+    return section
+
+
+@transaction.atomic
+def flag_acknowledge_risk(*, flag: Flag, comment: str = "", actor) -> Flag:
+    """The clinician confirms they reviewed the risk item and safety plan."""
+    _open_flag_of_kind(flag, Flag.Kind.RISK, "a risk item")
+    comment = (comment or "").strip()
+    resolution = "Risk reviewed and acknowledged." + (f" {comment}" if comment else "")
+    return services.flag_resolve(flag=flag, resolution=resolution, actor=actor)
+
+
+@transaction.atomic
+def flag_dismiss(*, flag: Flag, reason: str, actor) -> Flag:
+    """Resolve a flag with a reason (e.g. drop an unplaced item or an unknown
+    intervention). Risk items are acknowledged, not dismissed."""
+    if flag.kind == Flag.Kind.RISK:
+        raise DomainError("Acknowledge a risk item; it cannot be dismissed.", field="flag")
+    if not (reason or "").strip():
+        raise DomainError("Say why the flag can be dismissed.", field="reason")
+    return services.flag_resolve(flag=flag, resolution=f"Dismissed: {reason.strip()}", actor=actor)
+
+
+def note_review_time_add(
+    *, note: Note, actor, seconds, last_beat_at: datetime | None, now: datetime | None = None
+) -> int:
+    """Add active review time from one heartbeat and return what was credited.
+
+    The credit is the smallest of what the page claims, the per-heartbeat cap
+    and the time since the previous heartbeat of this note in this session,
+    so neither an open tab nor a burst of requests inflates the metric. Only
+    notes still under review count. Raises DomainError for a bad claim and
+    NotPermitted for anyone but the note's clinician.
+    """
+    now = now or timezone.now()
+    try:
+        claimed = int(seconds)
+    except (TypeError, ValueError):
+        raise DomainError("Seconds must be a whole number.", field="seconds") from None
+    if claimed < 0 or claimed > 3600:
+        raise DomainError("Seconds must be between 0 and 3600.", field="seconds")
+    services._require_note_clinician(note, actor)
+    if note.state not in (Note.State.DRAFT, Note.State.IN_REVIEW):
+        return 0
+    credit = min(claimed, REVIEW_HEARTBEAT_MAX_SECONDS)
+    if last_beat_at is not None:
+        credit = min(credit, max(0, int((now - last_beat_at).total_seconds())))
+    if credit:
+        # update(), not save(): a heartbeat must not race an autosave or move
+        # updated_at, which reads as "last edited".
+        Note.objects.filter(pk=note.pk).update(review_seconds=F("review_seconds") + credit)
+    return credit

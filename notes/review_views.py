@@ -1,0 +1,433 @@
+"""The clinician's review screen: the page, autosave, flag actions, OTP
+step-up, signing (and "sign and next"), discard, amendment, version history,
+the ICD-10-CM picker and the active-time heartbeat.
+
+Thin like notes/views.py: validate, fetch through a selector (another
+clinician's note is a 404), call a service, answer. Domain errors become 4xx:
+JSON ({"detail", "errors": {field: [...]}}) for the page's scripts, or the
+review page re-rendered with the message for plain form posts.
+"""
+
+from datetime import datetime
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from audit.services import audit_phi_access
+from notes import review_services, selectors, services
+from notes.errors import DomainError
+from notes.forms import ReasonForm, StepUpForm
+from notes.mapping import _as_text
+from notes.models import Flag, Note, TemplateSection
+from notes.review_diff import text_diff
+from notes.roles import Role
+from notes.views import member_required
+from notes.vocabulary import icd10_search
+
+STEP_UP_KEY = "step_up_at"
+BEATS_KEY = "review_beats"
+EDITABLE_STATES = (Note.State.DRAFT, Note.State.IN_REVIEW)
+MAX_SECTION_CHARS = 100_000
+
+
+class SectionTextForm(forms.Form):
+    # strip=False: whitespace is the clinician's, and an autosave that
+    # trimmed it would record an edit nobody made.
+    text = forms.CharField(required=False, strip=False, max_length=MAX_SECTION_CHARS)
+
+
+class PlaceForm(forms.Form):
+    section = forms.SlugField()
+
+
+class FixCodeForm(forms.Form):
+    code = forms.CharField(max_length=10)
+
+
+class AcknowledgeForm(forms.Form):
+    comment = forms.CharField(required=False, max_length=2000)
+
+
+class HeartbeatForm(forms.Form):
+    seconds = forms.IntegerField(min_value=0, max_value=3600)
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _field_errors(form: forms.Form) -> dict:
+    return {field: [str(e) for e in errs] for field, errs in form.errors.items()}
+
+
+def _json_error(message: str, *, status: int, errors: dict | None = None) -> JsonResponse:
+    return JsonResponse({"detail": message, "errors": errors or {"non_field_errors": [message]}}, status=status)
+
+
+def step_up_at(request: HttpRequest) -> datetime | None:
+    raw = request.session.get(STEP_UP_KEY)
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def step_up_valid_until(request: HttpRequest, now: datetime) -> datetime | None:
+    at = step_up_at(request)
+    if at is None or now - at > settings.SIGN_STEP_UP_WINDOW:
+        return None
+    return at + settings.SIGN_STEP_UP_WINDOW
+
+
+def _step_up(request: HttpRequest) -> StepUpForm:
+    """Check the posted code; on success one code covers every signature for
+    SIGN_STEP_UP_WINDOW (kept in the session, which ends with the login)."""
+    form = StepUpForm(request.POST, user=request.user)
+    if form.is_valid():
+        request.session[STEP_UP_KEY] = timezone.now().isoformat()
+    return form
+
+
+def _note(request: HttpRequest, note_id: int) -> Note:
+    return selectors.note_get_for_user(user=request.user, note_id=note_id)
+
+
+def _flag(note: Note, flag_id: int) -> Flag:
+    flag = note.flags.filter(pk=flag_id).first()
+    if flag is None:
+        raise Http404("No such flag on this note.")
+    flag.note = note
+    return flag
+
+
+def _review_url(note_id: int, anchor: str = "") -> str:
+    return reverse("review", args=[note_id]) + (f"#{anchor}" if anchor else "")
+
+
+def _section_diffs(note: Note) -> list[dict]:
+    return [{"section": s, "diff": text_diff(s.ai_text, s.text)} for s in note.sections.all()]
+
+
+def _render_review(request: HttpRequest, note: Note, *, status: int = 200, errors: dict | None = None):
+    now = timezone.now()
+    flags = sorted(note.flags.all(), key=lambda f: (f.resolved_at is not None, f.pk))
+    sections = _section_diffs(note)
+    editable = note.state in EDITABLE_STATES
+    prev_id, next_id = selectors.review_queue_neighbours(user=request.user, note=note) if editable else (None, None)
+    open_flags = [f for f in flags if f.is_open]
+    errors = errors or {}
+    for flag in flags:
+        flag.error = errors.get(f"flag-{flag.pk}", "")
+        flag.value_text = _as_text(flag.value)
+    for item in sections:
+        item["error"] = errors.get(f"section-{item['section'].key}", "")
+    return render(
+        request,
+        "notes/review.html",
+        {
+            "note": note,
+            "sections": sections,
+            "text_sections": [d["section"] for d in sections if d["section"].kind == TemplateSection.Kind.TEXT],
+            "flags": flags,
+            "open_flags": len(open_flags),
+            "editable": editable,
+            "prev_id": prev_id,
+            "next_id": next_id,
+            "step_up_until": step_up_valid_until(request, now),
+            "step_up_minutes": int(settings.SIGN_STEP_UP_WINDOW.total_seconds() // 60),
+            "heartbeat_ms": int(
+                getattr(
+                    settings, "REVIEW_HEARTBEAT_INTERVAL_SECONDS", review_services.REVIEW_HEARTBEAT_INTERVAL_SECONDS
+                )
+                * 1000
+            ),
+            "idle_ms": int(
+                getattr(settings, "REVIEW_IDLE_AFTER_SECONDS", review_services.REVIEW_IDLE_AFTER_SECONDS) * 1000
+            ),
+            "amendment": Note.objects.filter(amends=note).only("pk", "version", "state").first()
+            if note.state == Note.State.SIGNED
+            else None,
+            "errors": errors,
+        },
+        status=status,
+    )
+
+
+def _fail(request, note, exc: DomainError, *, where: str):
+    """A refused action: JSON for scripts, else the page again with the
+    message next to the form that was used."""
+    field = exc.field or "non_field_errors"
+    if _wants_json(request):
+        return _json_error(exc.message, status=exc.status_code, errors={field: [exc.message]})
+    return _render_review(request, note, status=exc.status_code, errors={where: exc.message})
+
+
+def _invalid(request, note, form: forms.Form, *, where: str):
+    errors = _field_errors(form)
+    message = " ".join(m for msgs in errors.values() for m in msgs)
+    if _wants_json(request):
+        return _json_error(message, status=400, errors=errors)
+    return _render_review(request, note, status=400, errors={where: message})
+
+
+def _done(request, note_id: int, message: str, *, anchor: str = "", data: dict | None = None):
+    if _wants_json(request):
+        return JsonResponse({"ok": True, "detail": message, **(data or {})})
+    messages.success(request, message)
+    return redirect(_review_url(note_id, anchor))
+
+
+# --- the page ----------------------------------------------------------------------------------------
+
+
+@require_GET
+@member_required(Role.CLINICIAN)
+def review(request: HttpRequest, note_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    if note.state == Note.State.DRAFT:
+        # Opening is the first step of review (DESIGN: draft -> in_review).
+        note = services.note_open(note=note, actor=request.user)
+        note = _note(request, note_id)
+    audit_phi_access(user=request.user, note=note)
+    return _render_review(request, note)
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def section_save(request: HttpRequest, note_id: int, section_key: str) -> HttpResponse:
+    """Autosave (JSON) and the no-script Save button (redirect)."""
+    note = _note(request, note_id)
+    form = SectionTextForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, note, form, where=f"section-{section_key}")
+    before = note.sections.filter(key=section_key).values_list("text", flat=True).first()
+    try:
+        section = services.note_edit_section(
+            note=note, section_key=section_key, text=form.cleaned_data["text"], actor=request.user
+        )
+    except DomainError as exc:
+        return _fail(request, note, exc, where=f"section-{section_key}")
+    diff = text_diff(section.ai_text, section.text)
+    if _wants_json(request):
+        return JsonResponse(
+            {
+                "saved": True,
+                "changed": before != section.text,
+                "section": section.key,
+                "diff_html": str(diff.html),
+                "edited": diff.changed,
+                "inserted_words": diff.inserted_words,
+                "deleted_words": diff.deleted_words,
+                "saved_at": timezone.now().isoformat(),
+            }
+        )
+    messages.success(request, f"“{section.label}” saved.")
+    return redirect(_review_url(note.pk, f"section-{section.key}"))
+
+
+# --- flags -------------------------------------------------------------------------------------------
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def flag_place(request: HttpRequest, note_id: int, flag_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    flag = _flag(note, flag_id)
+    form = PlaceForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, note, form, where=f"flag-{flag.pk}")
+    try:
+        section = review_services.flag_place_content(
+            flag=flag, section_key=form.cleaned_data["section"], actor=request.user
+        )
+    except DomainError as exc:
+        return _fail(request, note, exc, where=f"flag-{flag.pk}")
+    return _done(request, note.pk, f"Placed into “{section.label}”.", anchor=f"section-{section.key}")
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def flag_fix_code(request: HttpRequest, note_id: int, flag_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    flag = _flag(note, flag_id)
+    form = FixCodeForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, note, form, where=f"flag-{flag.pk}")
+    try:
+        section = review_services.flag_fix_code(flag=flag, code=form.cleaned_data["code"], actor=request.user)
+    except DomainError as exc:
+        return _fail(request, note, exc, where=f"flag-{flag.pk}")
+    return _done(request, note.pk, f"Diagnosis code set: {section.codes[-1]}.", anchor="flags")
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def flag_acknowledge(request: HttpRequest, note_id: int, flag_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    flag = _flag(note, flag_id)
+    form = AcknowledgeForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, note, form, where=f"flag-{flag.pk}")
+    try:
+        review_services.flag_acknowledge_risk(flag=flag, comment=form.cleaned_data["comment"], actor=request.user)
+    except DomainError as exc:
+        return _fail(request, note, exc, where=f"flag-{flag.pk}")
+    return _done(request, note.pk, "Risk item acknowledged.", anchor="flags")
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def flag_dismiss(request: HttpRequest, note_id: int, flag_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    flag = _flag(note, flag_id)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, note, form, where=f"flag-{flag.pk}")
+    try:
+        review_services.flag_dismiss(flag=flag, reason=form.cleaned_data["reason"], actor=request.user)
+    except DomainError as exc:
+        return _fail(request, note, exc, where=f"flag-{flag.pk}")
+    return _done(request, note.pk, "Flag dismissed.", anchor="flags")
+
+
+# --- step-up and signing -----------------------------------------------------------------------------
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def step_up(request: HttpRequest) -> HttpResponse:
+    """Enter one code before a batch; the queue and review pages offer it."""
+    form = _step_up(request)
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = reverse("queue")
+    if not form.is_valid():
+        if _wants_json(request):
+            return _json_error("That code is not valid.", status=400, errors=_field_errors(form))
+        return render(request, "notes/step_up.html", {"form": form, "next": next_url}, status=400)
+    minutes = int(settings.SIGN_STEP_UP_WINDOW.total_seconds() // 60)
+    if _wants_json(request):
+        return JsonResponse({"ok": True, "valid_minutes": minutes})
+    messages.success(request, f"Code accepted: you can sign for the next {minutes} minutes.")
+    return redirect(next_url)
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def sign(request: HttpRequest, note_id: int) -> HttpResponse:
+    """Sign with the session's step-up, or a code entered on the same form.
+    then=next goes on to the next note waiting ("sign and next")."""
+    note = _note(request, note_id)
+    if request.POST.get("otp_token", "").strip():
+        form = _step_up(request)
+        if not form.is_valid():
+            return _invalid(request, note, form, where="sign")
+    try:
+        signed = services.note_sign(note=note, actor=request.user, step_up_at=step_up_at(request))
+    except DomainError as exc:
+        return _fail(request, note, exc, where="sign")
+    message = f"Signed the note for {signed.client.full_name}."
+    if request.POST.get("then") == "next":
+        _, next_id = selectors.review_queue_neighbours(user=request.user, note=signed)
+        if _wants_json(request):
+            return JsonResponse({"ok": True, "detail": message, "next": next_id})
+        messages.success(request, message)
+        if next_id is None:
+            messages.success(request, "That was the last note waiting. Batch cleared.")
+            return redirect("queue")
+        return redirect(_review_url(next_id))
+    return _done(request, signed.pk, message)
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def discard(request: HttpRequest, note_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, note, form, where="discard")
+    _, next_id = selectors.review_queue_neighbours(user=request.user, note=note)
+    try:
+        services.note_discard(note=note, reason=form.cleaned_data["reason"], actor=request.user)
+    except DomainError as exc:
+        return _fail(request, note, exc, where="discard")
+    messages.success(request, f"Discarded the draft for {note.client.full_name}; it will not be delivered.")
+    return redirect(_review_url(next_id) if next_id else reverse("queue"))
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def amend(request: HttpRequest, note_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, note, form, where="amend")
+    try:
+        amendment = services.note_amend(note=note, reason=form.cleaned_data["reason"], actor=request.user)
+    except DomainError as exc:
+        return _fail(request, note, exc, where="amend")
+    messages.success(request, f"Amendment started as version {amendment.version}. Edit, then sign it again.")
+    return redirect(_review_url(amendment.pk))
+
+
+@require_GET
+@member_required(Role.CLINICIAN)
+def history(request: HttpRequest, note_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    versions = list(selectors.note_versions_for_user(user=request.user, note=note))
+    events = list(selectors.note_edit_events_for_user(user=request.user, note=note))
+    version_of = {v.pk: v.version for v in versions}
+    for event in events:
+        event.version = version_of.get(event.note_id)
+        if event.action == "note.edit" and event.before is not None and event.after is not None:
+            event.diff = text_diff(event.before.get("text", ""), event.after.get("text", ""))
+    return render(request, "notes/history.html", {"note": note, "versions": versions, "events": events})
+
+
+# --- small JSON endpoints ----------------------------------------------------------------------------
+
+
+@require_GET
+@member_required(Role.CLINICIAN)
+def icd10_lookup(request: HttpRequest) -> JsonResponse:
+    query = request.GET.get("q", "").strip()[:100]
+    results = icd10_search(query, limit=20) if len(query) >= 2 else []
+    return JsonResponse({"results": results})
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def heartbeat(request: HttpRequest, note_id: int) -> JsonResponse:
+    note = _note(request, note_id)
+    form = HeartbeatForm(request.POST)
+    if not form.is_valid():
+        return _json_error("Send the active seconds as a whole number.", status=400, errors=_field_errors(form))
+    now = timezone.now()
+    beats = request.session.get(BEATS_KEY, {})
+    last = beats.get(str(note.pk))
+    try:
+        credited = review_services.note_review_time_add(
+            note=note,
+            actor=request.user,
+            seconds=form.cleaned_data["seconds"],
+            last_beat_at=datetime.fromisoformat(last) if last else None,
+            now=now,
+        )
+    except DomainError as exc:
+        return _json_error(exc.message, status=exc.status_code)
+    beats[str(note.pk)] = now.isoformat()
+    # One entry per note reviewed in this login; the session ends with it.
+    request.session[BEATS_KEY] = beats
+    return JsonResponse({"credited": credited})
