@@ -164,7 +164,9 @@ def _normalise_ip(address: str | None) -> str | None:
     return str(ip)
 
 
-@transaction.atomic
+# No savepoint: callers record inside the transaction of the change, and an
+# error here must roll that change back anyway; alone it is its own transaction.
+@transaction.atomic(savepoint=False)
 def audit_record(
     *,
     practice,
@@ -182,8 +184,11 @@ def audit_record(
     """Append one event to the practice's chain. The chain head is locked for
     the rest of the caller's transaction, which keeps seq and hashes gap-free
     under concurrent writers."""
-    head, _ = AuditChainHead.objects.get_or_create(practice=practice)
-    head = AuditChainHead.objects.select_for_update().get(pk=head.pk)
+    try:
+        head = AuditChainHead.objects.select_for_update().get(practice=practice)
+    except AuditChainHead.DoesNotExist:  # the practice's first event
+        AuditChainHead.objects.get_or_create(practice=practice)
+        head = AuditChainHead.objects.select_for_update().get(practice=practice)
     ctx = current_request.get()
     event = AuditEvent(
         practice=practice,

@@ -181,6 +181,7 @@ class TemplateSection(models.Model):
     required = models.BooleanField(default=False)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TEXT)
     loinc_code = models.CharField(max_length=20, blank=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["order"]
@@ -231,6 +232,8 @@ class Draft(models.Model):
     external_id = models.CharField(max_length=200, blank=True, help_text="The scribe's own draft id")
     idempotency_key = models.CharField(max_length=200, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
+    # Only ever one "created" row: the draft is immutable (see save()).
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
 from audit.services import Actor, actor_ai, actor_person, audit_record
 from notes import default_templates
@@ -98,9 +99,12 @@ def practice_create(*, name: str, slug: str, timezone_name: str = "America/New_Y
     practice.save()
     for spec in default_templates.DEFAULT_TEMPLATES:
         template_create(practice=practice, spec=spec)
-    InterventionTerm.objects.bulk_create(
-        InterventionTerm(practice=practice, term=term, synonyms=synonyms)
-        for term, synonyms in default_templates.DEFAULT_INTERVENTIONS.items()
+    bulk_create_with_history(
+        [
+            InterventionTerm(practice=practice, term=term, synonyms=synonyms)
+            for term, synonyms in default_templates.DEFAULT_INTERVENTIONS.items()
+        ],
+        InterventionTerm,
     )
     audit_record(practice=practice, actor=Actor(type="system", label="setup"), action="practice.create", obj=practice)
     return practice
@@ -136,17 +140,20 @@ def template_create(*, practice: Practice, spec: dict, created_by=None) -> NoteT
         field_map=spec["field_map"],
         created_by=created_by,
     )
-    TemplateSection.objects.bulk_create(
-        TemplateSection(
-            template_version=version,
-            key=s["key"],
-            label=s["label"],
-            order=i,
-            required=s.get("required", False),
-            kind=s.get("kind", TemplateSection.Kind.TEXT),
-            loinc_code=s.get("loinc_code", ""),
-        )
-        for i, s in enumerate(spec["sections"], start=1)
+    bulk_create_with_history(
+        [
+            TemplateSection(
+                template_version=version,
+                key=s["key"],
+                label=s["label"],
+                order=i,
+                required=s.get("required", False),
+                kind=s.get("kind", TemplateSection.Kind.TEXT),
+                loinc_code=s.get("loinc_code", ""),
+            )
+            for i, s in enumerate(spec["sections"], start=1)
+        ],
+        TemplateSection,
     )
     return version
 
@@ -313,34 +320,40 @@ def draft_ingest(
         high_risk=mapped.high_risk,
         blocked_reason="" if has_consent else "The client has no active consent to AI-assisted documentation.",
     )
-    NoteSection.objects.bulk_create(
-        NoteSection(
-            note=note,
-            key=s.key,
-            label=s.label,
-            order=s.order,
-            kind=s.kind,
-            required=s.required,
-            text=s.text,
-            ai_text=s.text,
-            codes=s.codes,
-            ai_codes=list(s.codes),
-            origin=s.origin,
-        )
-        for s in mapped.sections
+    bulk_create_with_history(
+        [
+            NoteSection(
+                note=note,
+                key=s.key,
+                label=s.label,
+                order=s.order,
+                kind=s.kind,
+                required=s.required,
+                text=s.text,
+                ai_text=s.text,
+                codes=s.codes,
+                ai_codes=list(s.codes),
+                origin=s.origin,
+            )
+            for s in mapped.sections
+        ],
+        NoteSection,
     )
     # Kept on the returned note so the intake API answers with them without a query.
-    note.new_flags = Flag.objects.bulk_create(
-        Flag(
-            note=note,
-            kind=f.kind,
-            section_key=f.section_key,
-            field=f.field,
-            value=f.value,
-            message=f.message,
-            suggestions=f.suggestions,
-        )
-        for f in mapped.flags
+    note.new_flags = bulk_create_with_history(
+        [
+            Flag(
+                note=note,
+                kind=f.kind,
+                section_key=f.section_key,
+                field=f.field,
+                value=f.value,
+                message=f.message,
+                suggestions=f.suggestions,
+            )
+            for f in mapped.flags
+        ],
+        Flag,
     )
     audit_record(
         practice=note.practice,
@@ -580,21 +593,25 @@ def note_amend(*, note: Note, reason: str, actor) -> Note:
         state=S.IN_REVIEW,
         high_risk=note.high_risk,
     )
-    NoteSection.objects.bulk_create(
-        NoteSection(
-            note=amendment,
-            key=s.key,
-            label=s.label,
-            order=s.order,
-            kind=s.kind,
-            required=s.required,
-            text=s.text,
-            ai_text=s.ai_text,
-            codes=s.codes,
-            ai_codes=s.ai_codes,
-            origin=s.origin,
-        )
-        for s in note.sections.all()
+    bulk_create_with_history(
+        [
+            NoteSection(
+                note=amendment,
+                key=s.key,
+                label=s.label,
+                order=s.order,
+                kind=s.kind,
+                required=s.required,
+                text=s.text,
+                ai_text=s.ai_text,
+                codes=s.codes,
+                ai_codes=s.ai_codes,
+                origin=s.origin,
+            )
+            for s in note.sections.all()
+        ],
+        NoteSection,
+        default_user=actor,
     )
     audit_record(
         practice=note.practice,

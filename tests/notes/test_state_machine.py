@@ -7,7 +7,7 @@ from audit.models import AuditEvent
 from integrations.models import Delivery
 from notes import services
 from notes.errors import IllegalTransition, NotPermitted, SignBlocked, StepUpRequired
-from notes.models import Note
+from notes.models import Flag, Note, NoteSection
 from tests.factories import note_factory, note_resolve_all_flags, note_sign_now
 
 pytestmark = pytest.mark.django_db
@@ -163,3 +163,22 @@ def test_the_database_refuses_a_signed_note_without_signature(world):
     note = note_factory(practice=world.practice, clinician=world.clinician)
     with pytest.raises(IntegrityError), transaction.atomic():
         Note.objects.filter(pk=note.pk).update(state=Note.State.SIGNED)
+
+
+def test_every_clinical_row_of_a_new_note_has_its_history(world):
+    note = note_factory(
+        practice=world.practice, clinician=world.clinician, payload={"client_reported_symptoms": "x", "mood_rating": 4}
+    )
+    assert note.draft.history.count() == 1
+    assert note.history.count() == 1
+    assert {h.key for h in NoteSection.history.filter(note_id=note.pk)} == set(
+        note.sections.values_list("key", flat=True)
+    )
+    assert Flag.history.filter(note_id=note.pk).count() == note.flags.count() > 0
+
+
+def test_an_amendments_sections_are_attributed_to_the_amending_clinician_in_history(world):
+    original = note_sign_now(note_factory(practice=world.practice, clinician=world.clinician), world.clinician)
+    amendment = services.note_amend(note=original, reason="Typo", actor=world.clinician)
+    users = {h.history_user for h in NoteSection.history.filter(note_id=amendment.pk)}
+    assert users == {world.clinician}
