@@ -1,6 +1,7 @@
 """SMART Backend Services: our client assertion, the token cache, and the
 JWKS that publishes old and new keys together."""
 
+import base64
 import time
 
 import jwt
@@ -119,3 +120,49 @@ def test_a_401_after_a_fresh_token_fails_as_a_configuration_problem(world, sign_
     delivery.refresh_from_db()
     assert delivery.state == Delivery.State.FAILED and "credentials" in delivery.last_error
     assert fake_ehr.posts == 0
+
+
+def test_an_oauth2_client_secret_connection_gets_its_token_with_basic_client_credentials(world, sign_for, fake_ehr):
+    connection_create(
+        practice=world.practice,
+        name="Client-secret EHR",
+        kind=EHRConnection.Kind.FHIR,
+        base_url=fake_ehr.base_url,
+        is_sandbox=True,
+        auth_kind=EHRConnection.Auth.CLIENT_SECRET,
+        client_id="psyfi-client",
+        token_url=f"http://127.0.0.1:{fake_ehr.port}/token",
+        secrets={"client_secret": "s3cret"},
+    )
+    note = sign_for(world)
+    fake_ehr.add_patient(note.client)
+    delivery_send(delivery_id=Delivery.objects.get(note=note).pk)
+    assert Delivery.objects.get(note=note).state == Delivery.State.DELIVERED
+    [token_headers] = [h for m, p, h in fake_ehr.requests if p == "/token"]
+    expected = "Basic " + base64.b64encode(b"psyfi-client:s3cret").decode()
+    assert token_headers["Authorization"] == expected
+    assert fake_ehr.token_requests[0]["grant_type"] == "client_credentials"
+    assert "client_assertion" not in fake_ehr.token_requests[0]
+    authorized = {h.get("Authorization") for m, p, h in fake_ehr.requests if p.startswith("/fhir")}
+    assert authorized == {"Bearer tok-1"}
+
+
+def test_a_basic_auth_connection_sends_its_credentials_on_every_request(world, sign_for, fake_ehr):
+    connection_create(
+        practice=world.practice,
+        name="Basic EHR",
+        kind=EHRConnection.Kind.FHIR,
+        base_url=fake_ehr.base_url,
+        is_sandbox=True,
+        auth_kind=EHRConnection.Auth.BASIC,
+        username="psyfi",
+        secrets={"password": "pw-123"},
+    )
+    note = sign_for(world)
+    fake_ehr.add_patient(note.client)
+    delivery_send(delivery_id=Delivery.objects.get(note=note).pk)
+    assert Delivery.objects.get(note=note).state == Delivery.State.DELIVERED
+    expected = "Basic " + base64.b64encode(b"psyfi:pw-123").decode()
+    sent = {h.get("Authorization") for m, p, h in fake_ehr.requests if p.startswith("/fhir")}
+    assert sent == {expected}
+    assert fake_ehr.tokens_issued == 0
