@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from audit.history_manager import CachedHistoryManager
+
 
 class EHRConnection(models.Model):
     """Where one practice's signed notes go. Credentials are encrypted at rest
@@ -51,7 +53,7 @@ class EHRConnection(models.Model):
     metadata_checked_at = models.DateTimeField(null=True, blank=True)
     metadata_summary = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords(excluded_fields=["credentials_encrypted"])
+    history = HistoricalRecords(history_manager=CachedHistoryManager, excluded_fields=["credentials_encrypted"])
 
     class Meta:
         constraints = [
@@ -106,7 +108,7 @@ class FieldMapping(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         constraints = [
@@ -147,7 +149,7 @@ class Delivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         constraints = [

@@ -12,13 +12,15 @@ from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
+from audit.history_manager import CachedHistoryManager
+
 
 class Practice(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
     timezone = models.CharField(max_length=64, default="America/New_York")
     created_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     def __str__(self) -> str:
         return self.name
@@ -41,7 +43,7 @@ class Membership(models.Model):
     credentials = models.CharField(max_length=40, blank=True, help_text="e.g. PsyD, LCSW")
     ehr_practitioner_id = models.CharField(max_length=64, blank=True)
     is_active = models.BooleanField(default=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     def __str__(self) -> str:
         return f"{self.user} ({self.get_role_display()}, {self.practice})"
@@ -58,7 +60,7 @@ class Client(models.Model):
     ehr_patient_id = models.CharField(max_length=64, blank=True, help_text="The patient's id in the practice's EHR")
     synthetic = models.BooleanField(default=False, help_text="A made-up client for the sandbox and demos")
     created_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         constraints = [
@@ -99,7 +101,7 @@ class ClientConsent(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         constraints = [
@@ -124,7 +126,7 @@ class NoteTemplate(models.Model):
         default=False,
         help_text="Process notes in the HIPAA sense: kept here, never delivered to the EHR.",
     )
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["practice", "key"], name="template_unique_key_per_practice")]
@@ -152,7 +154,7 @@ class NoteTemplateVersion(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         constraints = [
@@ -181,7 +183,7 @@ class TemplateSection(models.Model):
     required = models.BooleanField(default=False)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TEXT)
     loinc_code = models.CharField(max_length=20, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         ordering = ["order"]
@@ -203,7 +205,7 @@ class AISource(models.Model):
     model_version = models.CharField(max_length=50, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     def __str__(self) -> str:
         return self.name
@@ -233,7 +235,7 @@ class Draft(models.Model):
     idempotency_key = models.CharField(max_length=200, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     # Only ever one "created" row: the draft is immutable (see save()).
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         constraints = [
@@ -288,7 +290,7 @@ class Note(models.Model):
     content_hash = models.CharField(max_length=64, blank=True)
     discarded_reason = models.TextField(blank=True)
     review_seconds = models.PositiveIntegerField(default=0, help_text="Active review time")
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         constraints = [
@@ -334,7 +336,7 @@ class NoteSection(models.Model):
     codes = models.JSONField(default=list, blank=True)
     ai_codes = models.JSONField(default=list, blank=True)
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.AI)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         ordering = ["order"]
@@ -365,7 +367,7 @@ class Flag(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     resolution = models.TextField(blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         indexes = [
@@ -386,7 +388,7 @@ class InterventionTerm(models.Model):
     term = models.CharField(max_length=100)
     synonyms = models.JSONField(default=list, blank=True)
     is_active = models.BooleanField(default=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:
         ordering = ["term"]
@@ -408,4 +410,4 @@ class AISourceKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(history_manager=CachedHistoryManager)

@@ -25,7 +25,9 @@ def icd10_check(raw: str) -> CodeCheck:
     code = str(raw).strip().upper()
     if not _CODE_SHAPE.match(code) or not icd.is_valid_item(code) or icd.is_chapter_or_block(code):
         return CodeCheck(code=code, valid=False, message=f"“{raw}” is not an ICD-10-CM code.")
-    dotted = icd.add_dot(code)
+    # ICD-10-CM puts the dot after the three-character category. Done here
+    # because the library's add_dot costs a third of a millisecond a call.
+    dotted = code if "." in code or len(code) <= 3 else f"{code[:3]}.{code[3:]}"
     if not icd.is_leaf(dotted):
         children = [c for c in icd.get_descendants(dotted) if icd.is_leaf(c)][:12]
         return CodeCheck(
