@@ -118,6 +118,12 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 IDLE_TIMEOUT = timedelta(minutes=env.int("IDLE_TIMEOUT_MINUTES", default=15))
 # One OTP step-up covers a batch of signatures for this long.
 SIGN_STEP_UP_WINDOW = timedelta(minutes=env.int("SIGN_STEP_UP_MINUTES", default=15))
+# Active review time (notes.review_services): the page sends a heartbeat this
+# often while visible and in use, stops after this much idleness, and the
+# server credits at most this much per heartbeat.
+REVIEW_HEARTBEAT_INTERVAL_SECONDS = env.int("REVIEW_HEARTBEAT_INTERVAL_SECONDS", default=15)
+REVIEW_IDLE_AFTER_SECONDS = env.int("REVIEW_IDLE_AFTER_SECONDS", default=60)
+REVIEW_HEARTBEAT_MAX_SECONDS = env.int("REVIEW_HEARTBEAT_MAX_SECONDS", default=30)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
