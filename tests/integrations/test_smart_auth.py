@@ -9,7 +9,8 @@ import pytest
 
 from integrations import auth
 from integrations.models import Delivery, EHRConnection, SigningKey
-from integrations.services import connection_create, delivery_send
+from integrations.services import delivery_send
+from tests.integrations.support import fhir_connection
 
 
 @pytest.fixture(autouse=True)
@@ -49,12 +50,9 @@ def test_the_jwks_publishes_old_and_new_keys_during_rotation(client, db):
 
 def test_the_token_is_fetched_once_and_reused_until_it_expires(world, sign_for, fake_ehr):
     key = auth.signingkey_create()
-    connection_create(
-        practice=world.practice,
-        name="SMART EHR",
-        kind=EHRConnection.Kind.FHIR,
-        base_url=fake_ehr.base_url,
-        is_sandbox=True,
+    fhir_connection(
+        world.practice,
+        fake_ehr.base_url,
         auth_kind=EHRConnection.Auth.SMART,
         client_id="psyfi-client",
         token_url=f"http://127.0.0.1:{fake_ehr.port}/token",
@@ -81,12 +79,9 @@ def test_the_token_is_fetched_once_and_reused_until_it_expires(world, sign_for, 
 
 def test_a_401_refreshes_the_token_once_and_goes_on(world, sign_for, fake_ehr):
     auth.signingkey_create()
-    connection = connection_create(
-        practice=world.practice,
-        name="SMART EHR",
-        kind=EHRConnection.Kind.FHIR,
-        base_url=fake_ehr.base_url,
-        is_sandbox=True,
+    connection = fhir_connection(
+        world.practice,
+        fake_ehr.base_url,
         auth_kind=EHRConnection.Auth.SMART,
         client_id="psyfi-client",
         token_url=f"http://127.0.0.1:{fake_ehr.port}/token",
@@ -103,12 +98,9 @@ def test_a_401_refreshes_the_token_once_and_goes_on(world, sign_for, fake_ehr):
 
 
 def test_a_401_after_a_fresh_token_fails_as_a_configuration_problem(world, sign_for, fake_ehr):
-    connection_create(
-        practice=world.practice,
-        name="Bearer EHR",
-        kind=EHRConnection.Kind.FHIR,
-        base_url=fake_ehr.base_url,
-        is_sandbox=True,
+    fhir_connection(
+        world.practice,
+        fake_ehr.base_url,
         auth_kind=EHRConnection.Auth.BEARER,
         secrets={"token": "wrong"},
     )
@@ -123,12 +115,9 @@ def test_a_401_after_a_fresh_token_fails_as_a_configuration_problem(world, sign_
 
 
 def test_an_oauth2_client_secret_connection_gets_its_token_with_basic_client_credentials(world, sign_for, fake_ehr):
-    connection_create(
-        practice=world.practice,
-        name="Client-secret EHR",
-        kind=EHRConnection.Kind.FHIR,
-        base_url=fake_ehr.base_url,
-        is_sandbox=True,
+    fhir_connection(
+        world.practice,
+        fake_ehr.base_url,
         auth_kind=EHRConnection.Auth.CLIENT_SECRET,
         client_id="psyfi-client",
         token_url=f"http://127.0.0.1:{fake_ehr.port}/token",
@@ -148,12 +137,9 @@ def test_an_oauth2_client_secret_connection_gets_its_token_with_basic_client_cre
 
 
 def test_a_basic_auth_connection_sends_its_credentials_on_every_request(world, sign_for, fake_ehr):
-    connection_create(
-        practice=world.practice,
-        name="Basic EHR",
-        kind=EHRConnection.Kind.FHIR,
-        base_url=fake_ehr.base_url,
-        is_sandbox=True,
+    fhir_connection(
+        world.practice,
+        fake_ehr.base_url,
         auth_kind=EHRConnection.Auth.BASIC,
         username="psyfi",
         secrets={"password": "pw-123"},
