@@ -8,12 +8,11 @@ duplicates, and group sessions split into one draft per consenting client.
 """
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.http import Http404
 
@@ -25,14 +24,12 @@ from notes.models import (
     ClientConsent,
     Draft,
     Flag,
-    InterventionTerm,
     Membership,
     Note,
     NoteTemplate,
     NoteTemplateVersion,
 )
-from notes.services import draft_ingest
-from notes.vocabulary import InterventionVocabulary
+from notes.services import draft_ingest, practice_vocabulary
 
 DEFAULT_TEMPLATE_KEY = "soap"
 NO_CONSENT = "The client has no active consent to AI-assisted documentation."
@@ -108,17 +105,6 @@ def _clinician_resolve(*, practice_id: int, ref: dict):
             "Unknown clinician: no active clinician with this id in the practice.", field="clinician"
         )
     return user
-
-
-def _vocabulary(*, practice_id: int) -> InterventionVocabulary:
-    """The practice's intervention vocabulary, as notes.services.practice_vocabulary
-    reads it (raw SQL for the reason above)."""
-    sql = f"SELECT term, synonyms FROM {InterventionTerm._meta.db_table} WHERE practice_id = %s AND is_active"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [practice_id])
-        rows = cursor.fetchall()
-    # jsonb arrives as text or already decoded, depending on the driver.
-    return InterventionVocabulary({term: json.loads(syn) if isinstance(syn, str) else syn or [] for term, syn in rows})
 
 
 # Template versions and their sections never change once created (editing a
@@ -265,7 +251,7 @@ def draft_intake(
     # saves a query.
     model = data["model"]
     session = data["session"]
-    vocabulary = _vocabulary(practice_id=practice_id)
+    vocabulary = practice_vocabulary(practice_id=practice_id)
 
     def store() -> list[Note]:
         notes = [

@@ -255,10 +255,10 @@ def template_spec(version: NoteTemplateVersion) -> TemplateSpec:
     )
 
 
-def practice_vocabulary(practice: Practice) -> InterventionVocabulary:
-    return InterventionVocabulary(
-        {t.term: t.synonyms for t in InterventionTerm.objects.filter(practice=practice, is_active=True)}
-    )
+def practice_vocabulary(*, practice_id: int) -> InterventionVocabulary:
+    # values_list, not model instances: the intake API reads this on every draft.
+    rows = InterventionTerm.objects.filter(practice_id=practice_id, is_active=True).values_list("term", "synonyms")
+    return InterventionVocabulary({term: synonyms or [] for term, synonyms in rows})
 
 
 @transaction.atomic
@@ -306,7 +306,7 @@ def draft_ingest(
     mapped = map_ai_output(
         payload,
         template_spec(template_version),
-        vocabulary=vocabulary if vocabulary is not None else practice_vocabulary(ai_source.practice),
+        vocabulary=vocabulary if vocabulary is not None else practice_vocabulary(practice_id=ai_source.practice_id),
         other_participant_names=list(other_participant_names),
     )
     if has_consent is None:

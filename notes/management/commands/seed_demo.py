@@ -9,9 +9,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         practice = demo_practice_seed()
-        # The EHR side of the demo (the built-in sandbox), when that app provides it.
-        from django.core.management import get_commands
-
-        if "integrations_demo_setup" in get_commands():
-            call_command("integrations_demo_setup", practice=practice.slug)
+        # The EHR side of the demo: the built-in sandbox.
+        call_command("integrations_demo_setup", practice=practice.slug)
         self.stdout.write(f"Demo practice ready: {practice.name}")
