@@ -101,6 +101,13 @@
     });
     textarea.addEventListener("blur", function () { save(form); });
     form.addEventListener("submit", function (e) { e.preventDefault(); save(form); });
+    // Text typed before this (deferred) script ran fired no input event:
+    // pick it up now so it is saved like any other edit.
+    if (textarea.value !== textarea.defaultValue) {
+      dirty.add(form);
+      setStatus(form.dataset.section, "Editing\u2026");
+      schedule(form, SAVE_DELAY_MS);
+    }
   });
 
   // Any other form (flags, sign, discard) first waits for pending saves,
