@@ -6,6 +6,7 @@ import copy
 import difflib
 import json
 import re
+from urllib.parse import urlsplit
 
 LOINC = "http://loinc.org"
 CATEGORY_SYSTEM = "http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"
@@ -17,6 +18,10 @@ UNMAPPED_TARGETS = {"fhir": {"text"}, "hl7": {"obx"}}
 _LOINC_RE = re.compile(r"^\d{1,7}-\d$")
 _PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 REST_FIELDS = ("id", "patient_id", "signed_at", "clinician", "attestation", "text")
+# rest.patient.url: where the REST transport reads the target patient before
+# writing (invariant 5), relative to the connection's base URL.
+PATIENT_ID_PLACEHOLDER = "{patient_id}"
+DEFAULT_REST_PATIENT = {"url": "patients/{patient_id}", "identifier": "id", "birth_date": "birthDate"}
 
 DEFAULT_TYPE = [
     {"system": LOINC, "code": "34904-3", "display": "Mental health Progress note"},
@@ -60,6 +65,7 @@ def mapping_default_document(sections: list[dict]) -> dict:
             },
             "sections": {s["key"]: f"sections.{s['key']}" for s in sections},
             "unmapped": "sections.other",
+            "patient": dict(DEFAULT_REST_PATIENT),
         },
     }
 
@@ -128,6 +134,40 @@ def mapping_validate(document, *, section_keys: list[str]) -> dict[str, list[str
     for name, path in paths + list(fields.items()):
         if not isinstance(path, str) or not _PATH_RE.match(path):
             err(f"rest.{name}", f"'{path}' is not a JSON path such as note.subjective.")
+    if rest:
+        for path, messages in rest_patient_errors(rest.get("patient")).items():
+            errors.setdefault(path, []).extend(messages)
+    return errors
+
+
+def rest_patient_errors(spec) -> dict[str, list[str]]:
+    """Field errors of a `rest.patient` block, which tells the REST transport
+    where to read the target patient before writing (invariant 5):
+
+    * `url`: relative to the connection's base URL (the URL documents are
+      POSTed to), resolved as a link would be (RFC 3986): with base
+      https://ehr.example/api/notes, `patients/{patient_id}` is
+      https://ehr.example/api/patients/<id> and `/v2/patients/{patient_id}`
+      https://ehr.example/v2/patients/<id>. Never another host: the read
+      carries the connection's credentials. `{patient_id}` is required.
+    * `identifier`, `birth_date`: dotted JSON paths into the answer."""
+    if not isinstance(spec, dict):
+        return {"rest.patient": ["Where to read the patient before writing is required (url, identifier, birth_date)."]}
+    errors: dict[str, list[str]] = {}
+    url = spec.get("url")
+    if not isinstance(url, str) or PATIENT_ID_PLACEHOLDER not in url:
+        errors["rest.patient.url"] = [f"A URL with {PATIENT_ID_PLACEHOLDER} in it, such as patients/{{patient_id}}."]
+    else:
+        probe = url.replace(PATIENT_ID_PLACEHOLDER, "x")
+        parts = urlsplit(probe)
+        if parts.scheme or parts.netloc or probe.startswith("//"):
+            errors["rest.patient.url"] = ["Must be relative to the connection's base URL (no scheme or host)."]
+        elif any(c in probe for c in "{}#\\") or any(c.isspace() for c in probe):
+            errors["rest.patient.url"] = ["No braces (other than {patient_id}), '#', backslashes or spaces."]
+    for name in ("identifier", "birth_date"):
+        path = spec.get(name)
+        if not isinstance(path, str) or not _PATH_RE.match(path):
+            errors[f"rest.patient.{name}"] = [f"'{path}' is not a JSON path into the patient answer, such as id."]
     return errors
 
 

@@ -1,8 +1,10 @@
-"""REST JSON for EHRs with their own API: POST the mapped document with an
-Idempotency-Key header (the note version identifier)."""
+"""REST JSON for EHRs with their own API: read the target patient (invariant
+5), then POST the mapped document with an Idempotency-Key header (the note
+version identifier)."""
 
 import requests
 
+from integrations.builders.rest import PatientRead, identifier_values, json_path_read
 from integrations.transports.base import (
     Outcome,
     failed,
@@ -48,4 +50,70 @@ def document_post(*, url: str, document: dict, idempotency_key: str, headers: di
     return failed(f"EHR rejected the note: {message}", http_status=status)
 
 
-__all__ = ["Outcome", "document_post"]
+def patient_check(
+    read: PatientRead, *, patient_id: str, birth_date: str, headers: dict, timeout: float
+) -> Outcome | None:
+    """Invariant 5: GET the patient we are about to write to and compare the
+    identifier and date of birth at the mapping's paths. None when they
+    match; otherwise the outcome (a mismatch fails for good, never writes)."""
+    try:
+        response = http_session().get(
+            read.url, headers={"Accept": "application/json", **headers}, timeout=timeout, allow_redirects=False
+        )
+    except requests.RequestException as exc:
+        # A read: nothing was written, so trying again is always safe.
+        return retry(f"Could not read the patient from the EHR: {type(exc).__name__}", alert="unreachable")
+    status = response.status_code
+    if status == 404:
+        return failed(
+            f"The EHR has no patient {patient_id} ({read.url}); check the client's EHR id. Nothing was written.",
+            http_status=status,
+            alert="patient_mismatch",
+        )
+    if status != 200:
+        message, _ = operation_outcome_message(response)
+        after = retry_after_seconds(response.headers.get("Retry-After"))
+        if status == 429:
+            return retry(f"EHR throttled the patient read: {message}", after=after, http_status=status)
+        if status >= 500:
+            return retry(
+                f"EHR unavailable for the patient read: {message}", after=after, http_status=status, alert="unreachable"
+            )
+        if status == 401:
+            return failed(f"EHR refused our credentials: {message}", http_status=status, alert="configuration")
+        return failed(f"EHR refused the patient read: {message}", http_status=status, alert="configuration")
+    try:
+        body = response.json()
+    except ValueError:
+        return failed("The EHR answered the patient read with something that is not JSON.", alert="configuration")
+    try:
+        identifiers = identifier_values(json_path_read(body, read.identifier_path))
+    except KeyError:
+        identifiers = set()
+    if not identifiers:
+        return failed(
+            f"The EHR's patient answer has no identifier at {read.identifier_path} (has its schema changed?); "
+            "nothing was written.",
+            alert="patient_mismatch",
+        )
+    if patient_id not in identifiers:
+        return failed(
+            f"Patient {patient_id} at the EHR is another record; nothing was written.", alert="patient_mismatch"
+        )
+    try:
+        found = json_path_read(body, read.birth_date_path)
+    except KeyError:
+        return failed(
+            f"The EHR's patient answer has no date of birth at {read.birth_date_path} (has its schema changed?); "
+            "nothing was written.",
+            alert="patient_mismatch",
+        )
+    if found != birth_date:
+        return failed(
+            f"Date of birth at the EHR ({str(found)[:40]}) differs from the client's; nothing was written.",
+            alert="patient_mismatch",
+        )
+    return None
+
+
+__all__ = ["Outcome", "document_post", "patient_check"]
