@@ -9,6 +9,12 @@ class ConnectionForm(forms.Form):
     name = forms.CharField(max_length=100)
     kind = forms.ChoiceField(choices=EHRConnection.Kind.choices)
     base_url = forms.CharField(max_length=500, help_text="https://… for FHIR/REST, mllp(s)://host:port for HL7")
+    patient_query_url = forms.CharField(
+        max_length=500,
+        required=False,
+        label="Patient query address (HL7)",
+        help_text="mllp(s)://host:port answering IHE PDQ; blank: the address above",
+    )
     is_sandbox = forms.BooleanField(required=False, initial=True, label="Sandbox (synthetic clients only)")
     auth_kind = forms.ChoiceField(choices=EHRConnection.Auth.choices, label="Authentication")
     client_id = forms.CharField(max_length=200, required=False)

@@ -38,6 +38,11 @@ class EHRConnection(models.Model):
     # production one never does.
     is_sandbox = models.BooleanField(default=True)
     base_url = models.CharField(max_length=500, help_text="FHIR/REST base URL, or mllp://host:port for HL7")
+    # HL7 only: the IHE PDQ supplier asked before each MDM (invariant 5).
+    # Blank means the same host:port as base_url.
+    patient_query_url = models.CharField(
+        max_length=500, blank=True, help_text="HL7: mllp(s)://host:port answering QBP^Q22; blank = the address"
+    )
     auth = models.CharField(max_length=20, choices=Auth.choices, default=Auth.NONE)
     client_id = models.CharField(max_length=200, blank=True)
     token_url = models.CharField(max_length=500, blank=True)

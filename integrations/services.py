@@ -22,8 +22,8 @@ from audit.services import actor_person, actor_system, audit_record
 from integrations import auth
 from integrations.builders import NoteInput, SectionInput
 from integrations.builders.fhir import attachment_hash, documentreference_build, provenance_build
-from integrations.builders.hl7 import mdm_build
-from integrations.builders.rest import rest_build
+from integrations.builders.hl7 import mdm_build, pdq_query_build
+from integrations.builders.rest import rest_build, rest_patient_read
 from integrations.crypto import secret_encrypt, secret_rotate
 from integrations.errors import (
     ConnectionInvalid,
@@ -267,6 +267,20 @@ def _perform(delivery: Delivery) -> Outcome:
     if connection.kind == EHRConnection.Kind.HL7:
         url_check(connection.base_url, schemes=("mllp", "mllps"))
         message = mdm_build(data, mapping, control_id=delivery.hl7_control_id, now=now)
+        # Invariant 5: ask the EHR's PDQ supplier who has this id before writing.
+        query_url = connection.patient_query_url or connection.base_url
+        url_check(query_url, schemes=("mllp", "mllps"), field="patient_query_url")
+        query_id = f"PDQ{uuid.uuid4().hex[:17].upper()}"  # MSH-10 is at most 20 characters
+        mismatch = mllp_transport.patient_check(
+            url=query_url,
+            message=pdq_query_build(patient_id=data.patient_ehr_id, query_id=query_id, now=now),
+            query_id=query_id,
+            patient_id=data.patient_ehr_id,
+            birth_date=data.patient_birth_date,
+            timeout=settings.PSYFI_DELIVERY_TIMEOUT,
+        )
+        if mismatch is not None:
+            return mismatch
         return mllp_transport.mdm_send(
             url=connection.base_url,
             message=message,
@@ -275,11 +289,23 @@ def _perform(delivery: Delivery) -> Outcome:
         )
     url_check(connection.base_url)
     document = rest_build(data, mapping, now=now)
+    # Invariant 5; a mapping without a patient block raises MappingInvalid.
+    read = rest_patient_read(mapping, base_url=connection.base_url, patient_id=data.patient_ehr_id)
+    headers = auth.auth_headers(connection, timeout=settings.PSYFI_DELIVERY_TIMEOUT)
+    mismatch = rest_transport.patient_check(
+        read,
+        patient_id=data.patient_ehr_id,
+        birth_date=data.patient_birth_date,
+        headers=headers,
+        timeout=settings.PSYFI_DELIVERY_TIMEOUT,
+    )
+    if mismatch is not None:
+        return mismatch
     return rest_transport.document_post(
         url=connection.base_url,
         document=document,
         idempotency_key=delivery.idempotency_key,
-        headers=auth.auth_headers(connection, timeout=settings.PSYFI_DELIVERY_TIMEOUT),
+        headers=headers,
         timeout=settings.PSYFI_DELIVERY_TIMEOUT,
     )
 
@@ -522,16 +548,22 @@ def connection_create(
     token_url: str = "",
     username: str = "",
     secrets: dict | None = None,
+    patient_query_url: str = "",
     actor=None,
 ) -> EHRConnection:
     """Raises ConnectionInvalid for a URL off loopback without TLS, or a
-    sandbox-kind connection not marked sandbox."""
+    sandbox-kind connection not marked sandbox. `patient_query_url` (HL7
+    only) is the IHE PDQ supplier; blank means base_url answers it."""
     if kind not in EHRConnection.Kind.values:
         raise ConnectionInvalid(f"Unknown connection kind {kind!r}.", field="kind")
     if kind == EHRConnection.Kind.HL7:
         url_check(base_url, schemes=("mllp", "mllps"))
+        if patient_query_url:
+            url_check(patient_query_url, schemes=("mllp", "mllps"), field="patient_query_url")
     else:
         url_check(base_url)
+        if patient_query_url:
+            raise ConnectionInvalid("Only HL7 connections use a patient query address.", field="patient_query_url")
     if kind == EHRConnection.Kind.SANDBOX and not is_sandbox:
         raise ConnectionInvalid("The built-in sandbox is a sandbox connection.", field="is_sandbox")
     if auth_kind in (EHRConnection.Auth.SMART, EHRConnection.Auth.CLIENT_SECRET) and token_url:
@@ -542,6 +574,7 @@ def connection_create(
         name=name,
         kind=kind,
         base_url=base_url,
+        patient_query_url=patient_query_url,
         is_sandbox=is_sandbox,
         auth=auth_kind,
         client_id=client_id,
@@ -556,7 +589,13 @@ def connection_create(
         actor=actor_person(actor) if actor else actor_system("setup"),
         action="connection.create",
         obj=connection,
-        after={"kind": kind, "base_url": base_url, "is_sandbox": is_sandbox, "auth": auth_kind},
+        after={
+            "kind": kind,
+            "base_url": base_url,
+            "patient_query_url": patient_query_url,
+            "is_sandbox": is_sandbox,
+            "auth": auth_kind,
+        },
     )
     return connection
 

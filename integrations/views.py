@@ -58,6 +58,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
                     name=data["name"],
                     kind=data["kind"],
                     base_url=data["base_url"],
+                    patient_query_url=data["patient_query_url"],
                     is_sandbox=data["is_sandbox"],
                     auth_kind=data["auth_kind"],
                     client_id=data["client_id"],

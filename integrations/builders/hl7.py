@@ -110,3 +110,25 @@ def mdm_check(text: str) -> None:
         raise PayloadInvalid("TXA-17 must be LA (legally authenticated).")
     if txa.txa_2.to_er7() not in HL7_DOCUMENT_TYPES:
         raise PayloadInvalid("TXA-2 is not an allowed document type.")
+
+
+def pdq_query_build(*, patient_id: str, query_id: str, now: datetime, receiving_app: str = "EHR") -> str:
+    """IHE PDQ (ITI-21) QBP^Q22: "which patient has this identifier?", asked
+    before an MDM is sent (invariant 5). `query_id` is both MSH-10 and the
+    QPD-2 query tag; the caller makes it unique per query. RCP-2 asks for a
+    few records so an ambiguous identifier shows up as several PIDs."""
+    msg = Message("QBP_Q21", version="2.5.1")
+    msg.msh.msh_3 = SENDING_APP
+    msg.msh.msh_5 = hl7_escape(receiving_app)
+    msg.msh.msh_7 = _ts(now)
+    msg.msh.msh_9 = "QBP^Q22^QBP_Q21"
+    msg.msh.msh_10 = query_id
+    msg.msh.msh_11 = "P"
+    msg.msh.msh_12 = "2.5.1"
+    msg.msh.msh_18 = "UNICODE UTF-8"
+    msg.qpd.qpd_1 = "IHE PDQ Query"
+    msg.qpd.qpd_2 = query_id
+    msg.qpd.qpd_3 = f"@PID.3.1^{hl7_escape(patient_id)}"
+    msg.rcp.rcp_1 = "I"  # immediate
+    msg.rcp.rcp_2 = "5^RD"
+    return msg.to_er7()

@@ -61,15 +61,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def url_check(url: str, *, schemes: tuple[str, ...] = ("https", "http")) -> None:
+def url_check(url: str, *, schemes: tuple[str, ...] = ("https", "http"), field: str = "base_url") -> None:
     """Raises ConnectionInvalid for a URL we will not send PHI to: plain http
     (or plain MLLP) is refused unless the host is on loopback."""
     parsed = urlparse(url)
     if parsed.scheme not in schemes or not parsed.hostname:
-        raise ConnectionInvalid(f"'{url}' is not a valid {' or '.join(schemes)} URL.", field="base_url")
+        raise ConnectionInvalid(f"'{url}' is not a valid {' or '.join(schemes)} URL.", field=field)
     if parsed.scheme in ("http", "mllp") and not is_loopback(parsed.hostname):
         raise ConnectionInvalid(
-            "Plain http is refused for anything but loopback; use https (TLS 1.2 or newer).", field="base_url"
+            f"Plain {parsed.scheme} is refused for anything but loopback; use {parsed.scheme}s (TLS 1.2 or newer).",
+            field=field,
         )
 
 

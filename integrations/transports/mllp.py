@@ -1,7 +1,11 @@
 """HL7 v2 over MLLP with python-hl7's asyncio client (mllps:// is MLLP over
 TLS 1.2+ with verified certificates; plain mllp:// only on loopback). AA
 completes; AE/AR fail with the receiver's reason; no answer means resend
-with the same MSH-10 and TXA-12, which the receiver deduplicates on."""
+with the same MSH-10 and TXA-12, which the receiver deduplicates on.
+
+Before an MDM, patient_check asks the EHR's IHE PDQ supplier (QBP^Q22,
+answered by RSP^K22) who has the patient id, and compares the date of birth
+(invariant 5). pdq_answer_check reads that answer without I/O."""
 
 import asyncio
 import ssl
@@ -12,7 +16,7 @@ from hl7.mllp import open_hl7_connection
 
 from integrations.transports.base import Outcome, failed, retry, sent
 
-__all__ = ["Outcome", "mdm_send"]
+__all__ = ["Outcome", "mdm_send", "patient_check", "pdq_answer_check"]
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -60,3 +64,99 @@ def mdm_send(*, url: str, message: str, control_id: str, timeout: float) -> Outc
     except KeyError:
         pass
     return failed(f"HL7 receiver answered {code}: {text or 'no reason given'}", permanent=True)
+
+
+def patient_check(
+    *, url: str, message: str, query_id: str, patient_id: str, birth_date: str, timeout: float
+) -> Outcome | None:
+    """Invariant 5 for HL7: send the PDQ query (`message`, built by
+    pdq_query_build with `query_id`) and compare the answer with the client.
+    None when the EHR's patient matches; otherwise the outcome. A query
+    writes nothing, so an unanswered one is simply asked again."""
+    parsed = urlparse(url)
+    try:
+        answer = asyncio.run(
+            _exchange(parsed.hostname, parsed.port or 2575, message, timeout, tls=parsed.scheme == "mllps")
+        )
+    except ConnectionRefusedError as exc:
+        return retry(f"HL7 patient query: receiver unreachable: {exc}", alert="unreachable")
+    except (OSError, EOFError) as exc:  # TimeoutError, a closed connection: no answer
+        return retry(f"No answer to the HL7 patient query ({type(exc).__name__})", alert="unreachable")
+    return pdq_answer_check(answer, query_id=query_id, patient_id=patient_id, birth_date=birth_date)
+
+
+def _field(segment, index: int) -> str:
+    return str(segment[index]) if len(segment) > index else ""
+
+
+def pdq_answer_check(answer: str, *, query_id: str, patient_id: str, birth_date: str) -> Outcome | None:
+    """Read an RSP^K22 (or the ACK of a receiver without PDQ). `birth_date`
+    is ISO (YYYY-MM-DD). None when exactly one PID carries `patient_id` in a
+    PID-3 repetition and its PID-7 date is the client's; a mismatch or an
+    unknown id fails for good (nothing is written), a receiver that cannot
+    answer PDQ fails with a configuration alert."""
+    try:
+        msg = hl7.parse(answer)
+        msa = msg.segment("MSA")
+    except (KeyError, hl7.ParseException, IndexError):
+        return retry("The answer to the HL7 patient query could not be read; asking again")
+    if _field(msa, 2) != query_id:
+        return retry(f"The answer is for another message ({_field(msa, 2)}); asking again")
+    try:
+        qak = msg.segment("QAK")
+    except KeyError:
+        qak = None
+    status = _field(qak, 2) if qak is not None else ""
+    ack_code = _field(msa, 1)
+    if ack_code in ("AE", "AR", "CE", "CR") or status in ("AE", "AR"):
+        reason = _field(msa, 3)
+        try:
+            err = msg.segment("ERR")
+            reason = reason or _field(err, 8) or str(err)
+        except KeyError:
+            pass
+        return failed(
+            f"The HL7 receiver refused the patient query ({status or ack_code}): {reason or 'no reason given'}. "
+            "It must answer IHE PDQ (QBP^Q22); nothing was written.",
+            alert="configuration",
+        )
+    if qak is None:
+        # An ACK without QAK: the receiver took the query for a message and did not answer it.
+        return failed(
+            "The HL7 receiver acknowledged the patient query without answering it (no RSP^K22): it does not "
+            "support IHE PDQ; nothing was written.",
+            alert="configuration",
+        )
+    if status not in ("", "OK", "NF"):
+        return failed(f"The HL7 receiver answered the patient query with QAK-2 {status}.", alert="configuration")
+    if _field(qak, 1) not in ("", query_id):
+        return retry(f"The answer is for another query ({_field(qak, 1)}); asking again")
+    try:
+        pids = list(msg.segments("PID"))
+    except KeyError:
+        pids = []
+    if status == "NF" or not pids:
+        return failed(
+            f"The EHR has no patient with id {patient_id}; check the client's EHR id. Nothing was written.",
+            alert="patient_mismatch",
+        )
+    if len(pids) > 1:
+        return failed(
+            f"The EHR has {len(pids)} patients with id {patient_id}; nothing was written.", alert="patient_mismatch"
+        )
+    pid = pids[0]
+    _, _, repetition, component, _ = msg.separators
+    ids = {msg.unescape(rep.split(component)[0]) for rep in _field(pid, 3).split(repetition)}
+    if patient_id not in ids:
+        return failed(
+            f"The EHR answered for patient id {patient_id} with another record; nothing was written.",
+            alert="patient_mismatch",
+        )
+    theirs = _field(pid, 7)[:8]
+    if theirs != birth_date.replace("-", ""):
+        shown = f"{theirs[:4]}-{theirs[4:6]}-{theirs[6:]}" if len(theirs) == 8 else (theirs or "none")
+        return failed(
+            f"Date of birth at the EHR ({shown}) differs from the client's; nothing was written.",
+            alert="patient_mismatch",
+        )
+    return None

@@ -265,29 +265,69 @@ def fhir_connection(practice, base_url: str, *, sandbox: bool = True, **kwargs) 
 
 
 class MLLPReceiver:
-    """An HL7 receiver on loopback answering every message with `code`
-    (AA, AE or AR), counting the control ids it saw."""
+    """An HL7 receiver on loopback. MDM messages are answered with `code` (AA,
+    AE or AR, MSA-3 `text`) and kept in `received`. IHE PDQ queries (QBP^Q22)
+    are kept in `queries` and answered from `patients` (EHR id -> ISO date
+    of birth): an RSP^K22 with one PID, or QAK NF for an unknown id. With
+    `query_code` AE or AR the query is refused as by a receiver without PDQ."""
 
     def __init__(self, code: str = "AA", text: str = ""):
         import hl7
 
         self.code = code
         self.text = text
+        self.query_code = "AA"
+        self.patients: dict[str, str] = {}
         self.received: list[str] = []
+        self.queries: list[str] = []
         self.port = free_port()
         self._hl7 = hl7
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
 
+    @property
+    def url(self) -> str:
+        return f"mllp://127.0.0.1:{self.port}"
+
+    def add_patient(self, client, *, birth_date: str | None = None) -> None:
+        self.patients[client.ehr_patient_id] = birth_date or client.date_of_birth.isoformat()
+
+    def _pdq_answer(self, query) -> str:
+        if self.query_code != "AA":
+            ack = str(query.create_ack(self.query_code)).rstrip("\r")
+            return ack + "|Message type QBP^Q22 is not supported"  # MSA-3
+        control = str(query.segment("MSH")[10])
+        qpd = query.segment("QPD")
+        tag = str(qpd[2])
+        escaped_id = str(qpd[3]).split("^", 1)[1]  # QPD-3 is @PID.3.1^<id>
+        patient_id = query.unescape(escaped_id)
+        header = f"MSH|^~\\&|EHR||PSYFI||20260101000000||RSP^K22^RSP_K21|R{control}|P|2.5.1"
+        birth_date = self.patients.get(patient_id)
+        if birth_date is None:
+            segments = [header, f"MSA|AA|{control}", f"QAK|{tag}|NF|IHE PDQ Query|0|0|0", str(qpd)]
+        else:
+            segments = [
+                header,
+                f"MSA|AA|{control}",
+                f"QAK|{tag}|OK|IHE PDQ Query|1|1|0",
+                str(qpd),
+                f"PID|1||{escaped_id}^^^EHR^MR~OTHER-1^^^LAB^PI||Test^Patient||{birth_date.replace('-', '')}|U",
+            ]
+        return "\r".join(segments)
+
     async def _handle(self, reader, writer):
         try:
             while True:
                 message = await reader.readmessage()
-                self.received.append(str(message))
-                ack = str(message.create_ack(self.code))
-                if self.text:
-                    ack = ack.rstrip("\r") + f"|{self.text}"  # MSA is last: this is MSA-3
-                writer.writemessage(self._hl7.parse(ack))
+                if str(message.segment("MSH")[9]).startswith("QBP"):
+                    self.queries.append(str(message))
+                    answer = self._pdq_answer(message)
+                else:
+                    self.received.append(str(message))
+                    answer = str(message.create_ack(self.code))
+                    if self.text:
+                        answer = answer.rstrip("\r") + f"|{self.text}"  # MSA is last: this is MSA-3
+                writer.writemessage(self._hl7.parse(answer))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -34,6 +34,7 @@ def test_an_aa_acknowledgement_completes_the_delivery(world, sign_for):
     try:
         hl7_connection(world, receiver.port)
         note = sign_for(world)
+        receiver.add_patient(note.client)
         delivery = send(Delivery.objects.get(note=note))
         assert delivery.state == Delivery.State.DELIVERED
         assert delivery.ehr_id == delivery.hl7_control_id
@@ -50,7 +51,9 @@ def test_an_ae_or_ar_fails_the_delivery_with_the_reason(world, sign_for, code):
     receiver = MLLPReceiver(code, text="Unknown patient").start()
     try:
         hl7_connection(world, receiver.port)
-        delivery = send(Delivery.objects.get(note=sign_for(world)))
+        note = sign_for(world)
+        receiver.add_patient(note.client)
+        delivery = send(Delivery.objects.get(note=note))
         assert delivery.state == Delivery.State.FAILED
         assert f"answered {code}" in delivery.last_error and "Unknown patient" in delivery.last_error
         assert Alert.objects.filter(delivery=delivery).exists()
@@ -61,10 +64,12 @@ def test_an_ae_or_ar_fails_the_delivery_with_the_reason(world, sign_for, code):
 def test_a_resend_after_no_answer_uses_the_same_ids(world, sign_for):
     port = free_port()
     hl7_connection(world, port)
-    delivery = send(Delivery.objects.get(note=sign_for(world)))
+    note = sign_for(world)
+    delivery = send(Delivery.objects.get(note=note))
     assert delivery.state == Delivery.State.RETRYING  # nobody listening yet
     receiver = MLLPReceiver("AA")
     receiver.port = port
+    receiver.add_patient(note.client)
     receiver.start()
     try:
         send(delivery)
@@ -76,14 +81,27 @@ def test_a_resend_after_no_answer_uses_the_same_ids(world, sign_for):
 
 
 class _RestAPI:
+    """POST /notes takes documents; GET /patients/<id> answers the patient
+    check (invariant 5) from `patients`."""
+
     def __init__(self, status: int = 201):
         self.status = status
         self.received: list[tuple[dict, dict]] = []
+        self.patients: dict[str, dict] = {}
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):
+                patient = api.patients.get(self.path.removeprefix("/patients/"))
+                data = json.dumps(patient or {"error": "not found"}).encode()
+                self.send_response(200 if patient else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -113,6 +131,11 @@ def test_rest_json_follows_the_mapping_paths(world, sign_for):
             secrets={"token": "static-1"},
         )
         note = sign_for(world)
+        client = note.client
+        api.patients[client.ehr_patient_id] = {
+            "id": client.ehr_patient_id,
+            "birthDate": client.date_of_birth.isoformat(),
+        }
         delivery = send(Delivery.objects.get(note=note))
         assert delivery.state == Delivery.State.DELIVERED and delivery.ehr_id == "note-77"
         headers, body = api.received[0]

@@ -2,7 +2,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
 from integrations.builders import SectionInput
-from integrations.builders.hl7 import mdm_build
+from integrations.builders.hl7 import mdm_build, pdq_query_build
 from integrations.mapping import mapping_default_document
 from tests.integrations.test_fhir_builder import SECTIONS, SIGNED, note_input
 
@@ -42,3 +42,22 @@ def test_an_amendment_is_an_mdm_t10_with_the_parent_document():
     message = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
     assert message.msh.msh_9.to_er7() == "MDM^T10^MDM_T02"
     assert message.txa.txa_13.to_er7() == "parent-uuid^PSYFI"
+
+
+def test_a_pdq_query_is_a_qbp_q22_asking_for_the_patient_id():
+    text = pdq_query_build(patient_id="PAT00042", query_id="PDQ0123456789ABCDEF0", now=SIGNED)
+    message = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert message.msh.msh_9.to_er7() == "QBP^Q22^QBP_Q21"
+    assert message.msh.msh_10.to_er7() == "PDQ0123456789ABCDEF0"
+    assert message.msh.msh_7.to_er7() == "20261124160200"
+    assert message.qpd.qpd_1.to_er7() == "IHE PDQ Query"
+    assert message.qpd.qpd_2.to_er7() == "PDQ0123456789ABCDEF0"
+    assert message.qpd.qpd_3.to_er7() == "@PID.3.1^PAT00042"
+    assert message.rcp.rcp_1.to_er7() == "I"
+
+
+def test_delimiters_in_the_queried_patient_id_are_escaped():
+    text = pdq_query_build(patient_id="A|B^C", query_id="PDQ1", now=SIGNED)
+    parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    qpd = [s for s in text.split("\r") if s.startswith("QPD")][0]
+    assert qpd.split("|")[3] == "@PID.3.1^A\\F\\B\\S\\C"
