@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.context import current_request
@@ -164,6 +164,73 @@ def _normalise_ip(address: str | None) -> str | None:
     return str(ip)
 
 
+# On PostgreSQL one statement locks the chain head, inserts the event with
+# its hash computed by the database (the same expression audit_verify checks
+# with, so the two cannot drift) and moves the head: one round trip per event
+# instead of three. {canonical} is audit.verify's expression over the columns.
+_PG_APPEND = """
+WITH head AS (
+    SELECT seq, hash FROM {head} WHERE practice_id = %(practice_id)s FOR UPDATE
+), ev AS (
+    SELECT %(action)s::text AS action, %(actor_ai_source_id)s::bigint AS actor_ai_source_id,
+        %(actor_label)s::text AS actor_label, %(actor_type)s::text AS actor_type,
+        %(actor_user_id)s::bigint AS actor_user_id, %(after)s::jsonb AS after, %(before)s::jsonb AS before,
+        %(client_id)s::bigint AS client_id, %(created_at)s::timestamptz AS created_at,
+        %(detail)s::jsonb AS detail, %(ip_address)s::inet AS ip_address, %(note_id)s::bigint AS note_id,
+        %(object_id)s::text AS object_id, %(object_type)s::text AS object_type,
+        %(practice_id)s::bigint AS practice_id, %(request_id)s::text AS request_id,
+        head.seq + 1 AS seq, %(user_agent)s::text AS user_agent, head.hash AS prev_hash
+    FROM head
+), ins AS (
+    INSERT INTO {events} ({columns}, prev_hash, hash)
+    SELECT {columns}, prev_hash, encode(sha256(convert_to(prev_hash || {canonical}, 'UTF8')), 'hex')
+    FROM ev
+    RETURNING id, seq, prev_hash, hash
+), moved AS (
+    UPDATE {head} SET seq = ins.seq, hash = ins.hash FROM ins WHERE practice_id = %(practice_id)s
+)
+SELECT id, seq, prev_hash, hash FROM ins
+"""
+
+
+def _jsonable(value):
+    """value as it is stored: JSON round trip, anything else as its str()."""
+    return json.loads(json.dumps(value, default=str)) if value is not None else None
+
+
+def _append_postgresql(event: AuditEvent) -> bool:
+    """Append on PostgreSQL; False when the practice has no chain head yet."""
+    from audit.verify import pg_append_sql
+
+    params = {column: getattr(event, column) for column in HASHED_COLUMNS if column != "seq"}
+    for column in ("after", "before", "detail"):
+        params[column] = None if params[column] is None else json.dumps(params[column], ensure_ascii=False)
+    with connection.cursor() as cursor:
+        cursor.execute(pg_append_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    event.pk, event.seq, event.prev_hash, event.hash = row
+    event._state.adding = False
+    event._state.db = connection.alias
+    return True
+
+
+def _append_python(event: AuditEvent) -> None:
+    """Append through the ORM, hashing in Python (other databases)."""
+    head = AuditChainHead.objects.select_for_update().filter(practice_id=event.practice_id).first()
+    if head is None:
+        AuditChainHead.objects.get_or_create(practice_id=event.practice_id)
+        head = AuditChainHead.objects.select_for_update().get(practice_id=event.practice_id)
+    event.seq = head.seq + 1
+    event.prev_hash = head.hash
+    event.hash = audit_event_digest(event, prev_hash=head.hash)
+    event.save()
+    head.seq = event.seq
+    head.hash = event.hash
+    head.save(update_fields=["seq", "hash"])
+
+
 # No savepoint: callers record inside the transaction of the change, and an
 # error here must roll that change back anyway; alone it is its own transaction.
 @transaction.atomic(savepoint=False)
@@ -184,15 +251,10 @@ def audit_record(
     """Append one event to the practice's chain. The chain head is locked for
     the rest of the caller's transaction, which keeps seq and hashes gap-free
     under concurrent writers."""
-    try:
-        head = AuditChainHead.objects.select_for_update().get(practice=practice)
-    except AuditChainHead.DoesNotExist:  # the practice's first event
-        AuditChainHead.objects.get_or_create(practice=practice)
-        head = AuditChainHead.objects.select_for_update().get(practice=practice)
     ctx = current_request.get()
+    person = actor.type == AuditEvent.ActorType.PERSON
     event = AuditEvent(
         practice=practice,
-        seq=head.seq + 1,
         created_at=timezone.now(),
         actor_type=actor.type,
         actor_user=actor.user,
@@ -203,23 +265,20 @@ def audit_record(
         object_id=object_id or (str(obj.pk) if obj is not None else ""),
         note=note,
         client=client,
-        before=before,
-        after=after,
-        detail=detail or {},
+        # Round-tripped through JSON so the hash covers exactly what is stored.
+        before=_jsonable(before),
+        after=_jsonable(after),
+        detail=_jsonable(detail or {}),
         request_id=ctx.request_id,
-        ip_address=_normalise_ip(ctx.ip_address) if actor.type == AuditEvent.ActorType.PERSON else None,
-        user_agent=ctx.user_agent if actor.type == AuditEvent.ActorType.PERSON else "",
-        prev_hash=head.hash,
+        ip_address=_normalise_ip(ctx.ip_address) if person else None,
+        user_agent=ctx.user_agent if person else "",
     )
-    # Round-trip JSON so the hash is computed over exactly what is stored.
-    event.before = json.loads(json.dumps(before, default=str)) if before is not None else None
-    event.after = json.loads(json.dumps(after, default=str)) if after is not None else None
-    event.detail = json.loads(json.dumps(event.detail, default=str))
-    event.hash = audit_event_digest(event, prev_hash=head.hash)
-    event.save()
-    head.seq = event.seq
-    head.hash = event.hash
-    head.save(update_fields=["seq", "hash"])
+    if connection.vendor == "postgresql":
+        if not _append_postgresql(event):  # the practice's first event
+            AuditChainHead.objects.get_or_create(practice_id=event.practice_id)
+            _append_postgresql(event)
+    else:
+        _append_python(event)
     return event
 
 

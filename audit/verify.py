@@ -82,6 +82,26 @@ WHERE computed <> hash
 ORDER BY seq
 LIMIT 1
 """  # noqa: S608 - fixed identifiers, values are parameters
+_PG_APPEND_SQL: list[str] = []
+
+
+def pg_append_sql() -> str:
+    """audit.services' one-statement append, with this module's canonical
+    expression (built once)."""
+    if not _PG_APPEND_SQL:
+        from audit.services import _PG_APPEND
+
+        _PG_APPEND_SQL.append(
+            _PG_APPEND.format(
+                head=AuditChainHead._meta.db_table,
+                events=_TABLE,
+                columns=", ".join(HASHED_COLUMNS),
+                canonical=_PG_CANONICAL,
+            )
+        )
+    return _PG_APPEND_SQL[0]
+
+
 _PG_SUMMARY = f"SELECT count(*), max(seq) FROM {_TABLE} WHERE practice_id = %s AND seq >= %s AND seq <= %s"  # noqa: S608
 
 

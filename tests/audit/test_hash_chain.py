@@ -284,3 +284,93 @@ def test_a_head_pointing_at_another_hash_is_caught(world):
     AuditChainHead.objects.filter(practice=world.practice).update(hash="f" * 64)
     report = audit_chain_verify(practice_id=world.practice.pk)
     assert report.first_break.reason == "the last event's hash is not the one the chain head recorded"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"before": None, "after": {"text": 'ü"c\n', "n": 0.1, "z": -0.0, "big": 2**70}, "detail": {"": [], "k": {}}},
+        {"before": {"when": datetime(2026, 3, 1, tzinfo=UTC)}, "after": ["a", {"b": 1, "a": 2}], "detail": None},
+    ],
+)
+def test_an_event_hashed_by_the_database_is_the_one_python_rederives(world, fields):
+    """audit_record hashes in PostgreSQL (one statement); the stored row must
+    hash the same in Python, which other databases and readers use."""
+    from audit.services import actor_person, audit_record
+
+    token = current_request.set(RequestContext('r"\\1', "::ffff:192.0.2.9", "UA 😀 \x7f \t \u2028"))
+    try:
+        returned = audit_record(
+            practice=world.practice, actor=actor_person(world.clinician), action="crafted", obj=world.practice, **fields
+        )
+    finally:
+        current_request.reset(token)
+    stored = AuditEvent.objects.get(pk=returned.pk)
+    assert (stored.seq, stored.hash, stored.prev_hash) == (returned.seq, returned.hash, returned.prev_hash)
+    assert stored.ip_address == "192.0.2.9"
+    assert stored.hash == audit_event_digest(stored, prev_hash=stored.prev_hash)
+
+
+def test_events_appended_by_the_orm_path_and_the_database_path_form_one_chain(world):
+    """The ORM append (other databases) and PostgreSQL's one-statement append
+    link to each other, so a database moved between them still verifies."""
+    from django.db import transaction
+    from django.utils import timezone as django_timezone
+
+    from audit.services import _append_python, actor_system, audit_record
+
+    audit_record(practice=world.practice, actor=actor_system("t"), action="by-database", detail={"n": 1})
+    with transaction.atomic():
+        _append_python(
+            AuditEvent(
+                practice=world.practice,
+                created_at=django_timezone.now(),
+                actor_type="system",
+                actor_label="t",
+                action="by-orm",
+                object_type="t",
+                object_id="1",
+                detail={"n": 2.5},
+            )
+        )
+    audit_record(practice=world.practice, actor=actor_system("t"), action="by-database", detail={"n": 3})
+    actions = list(AuditEvent.objects.filter(practice=world.practice).order_by("seq").values_list("action", flat=True))
+    assert actions[-3:] == ["by-database", "by-orm", "by-database"]
+    assert audit_chain_verify(practice_id=world.practice.pk).ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_keep_one_gap_free_chain():
+    """Eight threads on their own connections append at once: the chain head
+    lock serialises them, so seq has no gap or repeat and the chain verifies."""
+    import threading
+
+    from audit.services import actor_system, audit_record
+    from tests.factories import world_factory
+
+    world = world_factory()
+    start = AuditChainHead.objects.filter(practice=world.practice).values_list("seq", flat=True).first() or 0
+    n, each = 8, 10
+    barrier = threading.Barrier(n)
+    errors: list = []
+
+    def write(i):
+        try:
+            barrier.wait()
+            for j in range(each):
+                audit_record(practice=world.practice, actor=actor_system(f"w{i}"), action="concurrent", detail={"j": j})
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    seqs = list(AuditEvent.objects.filter(practice=world.practice).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, start + n * each + 1))
+    assert AuditChainHead.objects.get(practice=world.practice).seq == start + n * each
+    assert audit_chain_verify(practice_id=world.practice.pk).ok
