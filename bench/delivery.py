@@ -87,8 +87,7 @@ def main() -> None:
         documentreference_build(note_input(d), delivery_mapping_document(d), now=timezone.now()) for d in deliveries
     ]
 
-    # Workers keep their database connections (conn_max_age), as docs/delivery.md advises.
-    worker_env = {"PSYFI_DELIVERY_TIMEOUT": "10", "DATABASE_URL": os.environ["DATABASE_URL"] + "?conn_max_age=300"}
+    worker_env = {"PSYFI_DELIVERY_TIMEOUT": "10"}
     worker = Worker(Path(tempfile.mkdtemp()), worker_env, concurrency=args.concurrency, pool=args.pool)
     worker.start()
     try:
