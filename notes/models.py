@@ -234,8 +234,10 @@ class Draft(models.Model):
     external_id = models.CharField(max_length=200, blank=True, help_text="The scribe's own draft id")
     idempotency_key = models.CharField(max_length=200, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
-    # Only ever one "created" row: the draft is immutable (see save()).
-    history = HistoricalRecords(history_manager=CachedHistoryManager)
+    # Only ever one "created" row: the draft is immutable (see save()). The
+    # payload stays out of it: the row would only repeat, verbatim, up to
+    # 1 MiB that the draft itself keeps and can never change.
+    history = HistoricalRecords(history_manager=CachedHistoryManager, excluded_fields=["payload"])
 
     class Meta:
         constraints = [

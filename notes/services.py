@@ -6,6 +6,7 @@ domain error a clinician can read, and writes its AuditEvent in the same
 transaction. Nothing else changes a note's state.
 """
 
+import functools
 import hashlib
 import json
 from datetime import date, datetime
@@ -16,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
+from audit.history_writes import create_with_history
 from audit.services import Actor, actor_ai, actor_person, audit_record
 from notes import default_templates
 from notes.errors import DomainError, IllegalTransition, NotPermitted, SignBlocked, StepUpRequired
@@ -258,7 +260,15 @@ def template_spec(version: NoteTemplateVersion) -> TemplateSpec:
 def practice_vocabulary(*, practice_id: int) -> InterventionVocabulary:
     # values_list, not model instances: the intake API reads this on every draft.
     rows = InterventionTerm.objects.filter(practice_id=practice_id, is_active=True).values_list("term", "synonyms")
-    return InterventionVocabulary({term: synonyms or [] for term, synonyms in rows})
+    return _vocabulary_built(tuple((term, tuple(synonyms or ())) for term, synonyms in rows))
+
+
+@functools.lru_cache(maxsize=256)
+def _vocabulary_built(rows: tuple) -> InterventionVocabulary:
+    """The lookup built from the rows as read; an unchanged vocabulary (the
+    usual case) is not rebuilt on every draft. InterventionVocabulary is
+    never changed after it is built, so sharing it is safe."""
+    return InterventionVocabulary({term: list(synonyms) for term, synonyms in rows})
 
 
 @transaction.atomic
@@ -289,19 +299,25 @@ def draft_ingest(
     them (the intake API, to save queries); audit_detail is added to the note.draft event
     (the intake API records the API key used there).
     """
-    draft = Draft.objects.create(
-        practice=ai_source.practice,
-        ai_source=ai_source,
-        client=client,
-        clinician=clinician,
-        payload=payload,
-        model_name=model_name,
-        model_version=model_version,
-        session_start=session_start,
-        session_duration_minutes=session_duration_minutes,
-        session_type=session_type,
-        external_id=external_id,
-        idempotency_key=idempotency_key,
+    # Each row is written with its history row in one statement (audit.history_writes).
+    [draft] = create_with_history(
+        Draft,
+        [
+            Draft(
+                practice=ai_source.practice,
+                ai_source=ai_source,
+                client=client,
+                clinician=clinician,
+                payload=payload,
+                model_name=model_name,
+                model_version=model_version,
+                session_start=session_start,
+                session_duration_minutes=session_duration_minutes,
+                session_type=session_type,
+                external_id=external_id,
+                idempotency_key=idempotency_key,
+            )
+        ],
     )
     mapped = map_ai_output(
         payload,
@@ -311,16 +327,22 @@ def draft_ingest(
     )
     if has_consent is None:
         has_consent = client.consents.filter(revoked_at__isnull=True).exists()
-    note = Note.objects.create(
-        practice=ai_source.practice,
-        draft=draft,
-        client=client,
-        clinician=clinician,
-        template_version=template_version,
-        high_risk=mapped.high_risk,
-        blocked_reason="" if has_consent else "The client has no active consent to AI-assisted documentation.",
+    [note] = create_with_history(
+        Note,
+        [
+            Note(
+                practice=ai_source.practice,
+                draft=draft,
+                client=client,
+                clinician=clinician,
+                template_version=template_version,
+                high_risk=mapped.high_risk,
+                blocked_reason="" if has_consent else "The client has no active consent to AI-assisted documentation.",
+            )
+        ],
     )
-    bulk_create_with_history(
+    create_with_history(
+        NoteSection,
         [
             NoteSection(
                 note=note,
@@ -337,24 +359,21 @@ def draft_ingest(
             )
             for s in mapped.sections
         ],
-        NoteSection,
     )
+    flags = [
+        Flag(
+            note=note,
+            kind=f.kind,
+            section_key=f.section_key,
+            field=f.field,
+            value=f.value,
+            message=f.message,
+            suggestions=f.suggestions,
+        )
+        for f in mapped.flags
+    ]
     # Kept on the returned note so the intake API answers with them without a query.
-    note.new_flags = bulk_create_with_history(
-        [
-            Flag(
-                note=note,
-                kind=f.kind,
-                section_key=f.section_key,
-                field=f.field,
-                value=f.value,
-                message=f.message,
-                suggestions=f.suggestions,
-            )
-            for f in mapped.flags
-        ],
-        Flag,
-    )
+    note.new_flags = create_with_history(Flag, flags)
     audit_record(
         practice=note.practice,
         actor=actor_ai(ai_source, model_name=model_name, model_version=model_version),
