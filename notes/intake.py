@@ -29,7 +29,7 @@ from notes.models import (
     NoteTemplate,
     NoteTemplateVersion,
 )
-from notes.services import draft_ingest, practice_vocabulary
+from notes.services import draft_ingest, practice_vocabulary_sql, vocabulary_from_json
 
 DEFAULT_TEMPLATE_KEY = "soap"
 NO_CONSENT = "The client has no active consent to AI-assisted documentation."
@@ -92,19 +92,23 @@ def _client_resolve(*, practice_id: int, ref: dict, field_name: str, template_ke
     return client
 
 
-def _clinician_resolve(*, practice_id: int, ref: dict):
+def _clinician_resolve(*, practice_id: int, ref: dict) -> tuple:
+    """The clinician, and the practice's intervention vocabulary."""
     user_model = get_user_model()
     user_t, membership_t = user_model._meta.db_table, Membership._meta.db_table
     by, value = ("u.id", ref["id"]) if "id" in ref else ("m.ehr_practitioner_id", ref["ehr_practitioner_id"])
+    # The practice's intervention vocabulary rides along (one round trip less per draft).
     sql = f"""
-        SELECT u.* FROM {user_t} u JOIN {membership_t} m ON m.user_id = u.id
+        SELECT u.*, {practice_vocabulary_sql()} AS vocabulary_json
+        FROM {user_t} u JOIN {membership_t} m ON m.user_id = u.id
         WHERE m.practice_id = %s AND m.role = %s AND m.is_active AND u.is_active AND {by} = %s"""  # noqa: S608
-    user = next(iter(user_model.objects.raw(sql, [practice_id, Membership.Role.CLINICIAN, value])), None)
+    params = [practice_id, practice_id, Membership.Role.CLINICIAN, value]
+    user = next(iter(user_model.objects.raw(sql, params)), None)
     if user is None:
         raise UnknownReference(
             "Unknown clinician: no active clinician with this id in the practice.", field="clinician"
         )
-    return user
+    return user, vocabulary_from_json(user.vocabulary_json)
 
 
 # Template versions and their sections never change once created (editing a
@@ -234,7 +238,7 @@ def draft_intake(
     """
     practice_id = ai_source.practice_id
     key = idempotency_key or data.get("draft_id", "")
-    clinician = _clinician_resolve(practice_id=practice_id, ref=data["clinician"])
+    clinician, vocabulary = _clinician_resolve(practice_id=practice_id, ref=data["clinician"])
     template_key = data.get("template") or DEFAULT_TEMPLATE_KEY
     skipped: list[dict] = []
     if data["session"]["type"] == Draft.SessionType.GROUP:
@@ -251,7 +255,6 @@ def draft_intake(
     # saves a query.
     model = data["model"]
     session = data["session"]
-    vocabulary = practice_vocabulary(practice_id=practice_id)
 
     def store() -> list[Note]:
         notes = [

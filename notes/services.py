@@ -257,18 +257,35 @@ def template_spec(version: NoteTemplateVersion) -> TemplateSpec:
     )
 
 
+def practice_vocabulary_sql(practice_param: str = "%s") -> str:
+    """A scalar subquery: the practice's active intervention terms and their
+    synonyms as JSON text ([[term, [synonym, ...]], ...]). The intake reads it
+    beside the clinician look-up (one round trip); practice_vocabulary reads
+    it alone. PostgreSQL, or SQLite for the single-box demo."""
+    from django.db import connection
+
+    table = InterventionTerm._meta.db_table
+    where = f"FROM {table} t WHERE t.practice_id = {practice_param} AND t.is_active"
+    if connection.vendor == "sqlite":
+        return f"(SELECT json_group_array(json_array(t.term, json(t.synonyms))) {where})"  # noqa: S608
+    return f"(SELECT json_agg(json_build_array(t.term, t.synonyms) ORDER BY t.term)::text {where})"  # noqa: S608
+
+
 def practice_vocabulary(*, practice_id: int) -> InterventionVocabulary:
-    # values_list, not model instances: the intake API reads this on every draft.
-    rows = InterventionTerm.objects.filter(practice_id=practice_id, is_active=True).values_list("term", "synonyms")
-    return _vocabulary_built(tuple((term, tuple(synonyms or ())) for term, synonyms in rows))
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {practice_vocabulary_sql()}", [practice_id])
+        return vocabulary_from_json(cursor.fetchone()[0])
 
 
 @functools.lru_cache(maxsize=256)
-def _vocabulary_built(rows: tuple) -> InterventionVocabulary:
-    """The lookup built from the rows as read; an unchanged vocabulary (the
-    usual case) is not rebuilt on every draft. InterventionVocabulary is
-    never changed after it is built, so sharing it is safe."""
-    return InterventionVocabulary({term: list(synonyms) for term, synonyms in rows})
+def vocabulary_from_json(text: str | None) -> InterventionVocabulary:
+    """The lookup built from the terms as read (practice_vocabulary_sql); an
+    unchanged vocabulary, the usual case, is not rebuilt for every draft.
+    InterventionVocabulary never changes once built, so sharing it is safe."""
+    rows = json.loads(text) if text else []
+    return InterventionVocabulary({term: list(synonyms or []) for term, synonyms in rows})
 
 
 @transaction.atomic

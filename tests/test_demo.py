@@ -140,6 +140,17 @@ def test_make_runs_demo_script_serves_the_demo_with_worker_and_beat(tmp_path):
         assert "Avery Testperson" in response.text
         ps = subprocess.run(["ps", "-o", "args=", "--sid", str(demo.pid)], capture_output=True, text=True).stdout
         assert "celery -A psyfi_review worker" in ps and "celery -A psyfi_review beat" in ps
+        # The scribe side on the same single-box stack: drafts through the real API into SQLite.
+        posted = subprocess.run(
+            [py, "manage.py", "post_demo_drafts", "--url", base, "--create-key"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert posted.returncode == 0, posted.stdout[-2000:] + posted.stderr[-2000:]
+        assert "201" in posted.stdout and "group session" in posted.stdout
     finally:
         os.killpg(demo.pid, signal.SIGTERM)
         try:
