@@ -217,7 +217,7 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
     # whole JSON) is not needed to deliver.
     delivery = Delivery.objects.select_related("connection", "mapping", "practice").get(pk=delivery_id)
     delivery.note = (
-        Note.objects.select_related("client", "draft__ai_source", "signed_by", "template_version__template")
+        Note.objects.select_related("client", "draft__ai_source", "signed_by__membership", "template_version__template")
         .defer("draft__payload")
         .get(pk=delivery.note_id)
     )

@@ -37,8 +37,12 @@ class FakeEHR:
     OperationOutcome. Counts what it stores so tests can check "exactly one
     copy"."""
 
-    def __init__(self, *, conditional_create: bool = True, port: int | None = None):
+    def __init__(self, *, conditional_create: bool = True, port: int | None = None, keep_alive: bool = False):
         self.conditional_create = conditional_create
+        # HTTP/1.1 with persistent connections, as real EHR endpoints speak
+        # (bench/delivery.py). Off for the tests: a stopped server must refuse
+        # at once, not keep answering on connections it already accepted.
+        self.keep_alive = keep_alive
         self.rate_503 = 0.0
         self.retry_after = "1"
         self.fault_status = 503  # what the injected share of requests gets (503 or 429)
