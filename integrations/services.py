@@ -622,12 +622,28 @@ def connection_record_metadata(*, connection: EHRConnection, summary: dict) -> E
     return connection
 
 
-def connection_test(*, connection: EHRConnection) -> dict:
+def connection_test(*, connection: EHRConnection, actor=None) -> dict:
     """ "Test connection": read /metadata and record what the server declares.
-    Returns the summary, or {"error": ...} when it cannot be read."""
+    Returns the summary, or {"error": ...} when it cannot be read. Either way
+    the attempt is in the audit log, attributed to the admin who asked."""
+    summary = _connection_metadata(connection)
+    audit_record(
+        practice=connection.practice,
+        actor=actor_person(actor) if actor else actor_system("setup"),
+        action="connection.test",
+        obj=connection,
+        after=summary,
+    )
+    return summary
+
+
+def _connection_metadata(connection: EHRConnection) -> dict:
     if connection.kind not in (EHRConnection.Kind.FHIR, EHRConnection.Kind.SANDBOX):
         return {"error": "Only FHIR connections publish /metadata."}
-    url_check(connection.base_url)
+    try:
+        url_check(connection.base_url)
+    except ConnectionInvalid as exc:
+        return {"error": exc.message}
     timeout = settings.PSYFI_DELIVERY_TIMEOUT
     target = fhir_transport.FhirTarget(
         base_url=connection.base_url,

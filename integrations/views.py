@@ -86,7 +86,7 @@ def connection_list(request: HttpRequest) -> HttpResponse:
 def connection_test(request: HttpRequest, connection_id: int) -> HttpResponse:
     connection = selectors.connection_get_for_user(user=request.user, connection_id=connection_id)
     try:
-        summary = services.connection_test(connection=connection)
+        summary = services.connection_test(connection=connection, actor=request.user)
     except DomainError as exc:
         summary = {"error": exc.message}
     if "error" in summary:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from audit.models import AuditEvent
 from integrations.mapping import mapping_default_document
 from integrations.models import EHRConnection, FieldMapping
 from integrations.services import mapping_save
@@ -56,6 +57,20 @@ def test_test_connection_records_what_the_server_declares(world, login_as, fake_
     assert "Conditional create: no" in response.content.decode()
     connection.refresh_from_db()
     assert connection.supports_conditional_create is False and connection.metadata_checked_at is not None
+    event = AuditEvent.objects.filter(action="connection.test", object_id=str(connection.pk)).get()
+    assert event.actor_user == world.admin and event.after["conditional_create"] is False
+
+
+def test_a_failed_test_connection_is_shown_and_audited_too(world, login_as, fake_ehr):
+    connection = fhir_connection(world.practice, fake_ehr.base_url)
+    fake_ehr.stop()
+    browser = login_as(world.admin)
+    response = browser.post(f"/integrations/connections/{connection.pk}/test/", follow=True)
+    assert "Could not read /metadata" in response.content.decode()
+    event = AuditEvent.objects.filter(action="connection.test", object_id=str(connection.pk)).get()
+    assert event.actor_user == world.admin and "Could not read /metadata" in event.after["error"]
+    connection.refresh_from_db()
+    assert connection.metadata_checked_at is None
 
 
 def test_disabling_a_connection_stops_it_being_used(world, login_as, fake_ehr):
