@@ -2,7 +2,9 @@
 
 Builds a throwaway PostgreSQL database (psyfi_bench_audit), migrates it,
 creates one practice with 50,000 notes and 1,000,000 hash-chained audit
-events (COPY; hashes computed with the same function audit_record uses),
+events (COPY; hashes computed by audit.services.audit_digest, the Python
+twin of the expression audit_record has PostgreSQL compute; tests hold the
+two together),
 then prints:
 
 - the median time of one note's timeline query (audit.selectors
