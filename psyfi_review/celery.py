@@ -19,13 +19,31 @@ def ping() -> str:
     return "pong"
 
 
+@signals.worker_init.connect
+def keep_database_connections(**kwargs) -> None:
+    """A worker runs task after task: its database connection lives for
+    WORKER_CONN_MAX_AGE seconds and is checked before reuse (Django's
+    CONN_HEALTH_CHECKS), as a web process's would be between requests.
+    Settings: CELERY_DB_REUSE_MAX stops Celery's fix-up closing it around
+    every task; a fresh PostgreSQL backend per delivery, with cold catalog
+    caches, cost more than the delivery's own queries. Runs in the worker's
+    main process, before the pool forks."""
+    from django.conf import settings
+
+    for database in settings.DATABASES.values():
+        database["CONN_MAX_AGE"] = settings.WORKER_CONN_MAX_AGE
+        database["CONN_HEALTH_CHECKS"] = True
+
+
 @signals.task_prerun.connect
-def drop_broken_database_connections(**kwargs) -> None:
-    """Workers keep their database connection between tasks (settings:
-    CELERY_DB_REUSE_MAX). One that failed and no longer answers, say after a
-    PostgreSQL restart, is dropped before the next task instead of failing it."""
+@signals.task_postrun.connect
+def tidy_database_connections(**kwargs) -> None:
+    """What Django does around each web request, around each task: drop a
+    connection that failed and no longer answers, one left outside
+    autocommit, or one past its age; otherwise ask for a health check before
+    the next query, so a connection the server dropped while the worker was
+    idle is replaced instead of failing the task."""
     from django.db import connections
 
     for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and conn.errors_occurred and not conn.is_usable():
-            conn.close()
+        conn.close_if_unusable_or_obsolete()

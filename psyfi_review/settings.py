@@ -191,11 +191,12 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for another
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Celery's Django fix-up closes the database connection around every task
-# unless this is set (CONN_MAX_AGE alone does not survive it): a new
-# PostgreSQL backend per delivery, with cold catalog caches, cost more than
-# the delivery's own queries. Reuse it for this many tasks, then reconnect.
+# Workers keep their database connection between tasks (psyfi_review/celery.py:
+# keep_database_connections, tidy_database_connections). Celery's Django
+# fix-up would close it around every task unless this is set; it still
+# recycles it after this many tasks.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=200)
+WORKER_CONN_MAX_AGE = env.int("WORKER_CONN_MAX_AGE", default=300)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

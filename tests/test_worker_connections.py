@@ -1,48 +1,80 @@
-"""Celery workers keep their database connection between tasks
-(CELERY_DB_REUSE_MAX), and drop one that broke before the next task."""
+"""Celery workers keep their database connection between tasks, and tidy it
+around each task as Django does around a web request: a broken one is
+replaced, a healthy one kept."""
 
 import pytest
 from django.conf import settings
 from django.db import OperationalError, connection, connections
 
-from psyfi_review.celery import app, drop_broken_database_connections
+from psyfi_review.celery import app, keep_database_connections, tidy_database_connections
 
 
-def test_the_worker_reuses_its_database_connection_between_tasks():
-    # Celery's Django fix-up closes the connection around every task unless
-    # this is set; a fresh backend per delivery cost more than its queries.
-    assert settings.CELERY_DB_REUSE_MAX > 0
-    assert app.conf.get("CELERY_DB_REUSE_MAX") == settings.CELERY_DB_REUSE_MAX
+@pytest.fixture
+def worker_connection():
+    """The test's connection configured as keep_database_connections
+    configures a worker's (restored afterwards)."""
+    saved = {k: connection.settings_dict.get(k) for k in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS")}
+    databases = {"default": connection.settings_dict}
+    original = settings.DATABASES
+    settings.DATABASES = databases
+    try:
+        keep_database_connections()
+    finally:
+        settings.DATABASES = original
+    connection.close()  # the next query connects with the worker's settings
+    yield connection
+    connection.settings_dict.update(saved)
+    connection.close()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_connection_the_server_dropped_is_closed_before_the_next_task():
+def _terminate_our_backend() -> None:
+    """Another session ends ours, as a PostgreSQL restart or an idle timeout would."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
-    # Another session ends ours, as a PostgreSQL restart would.
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
     finally:
         other.close()
-    with pytest.raises(OperationalError), connection.cursor() as cursor:
+
+
+def test_celery_leaves_the_connection_open_between_tasks():
+    # Celery's Django fix-up closes the connection around every task unless this is set.
+    assert settings.CELERY_DB_REUSE_MAX > 0
+    assert app.conf.get("CELERY_DB_REUSE_MAX") == settings.CELERY_DB_REUSE_MAX
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_healthy_connection_is_kept_from_one_task_to_the_next(worker_connection):
+    with worker_connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    assert connection.connection is not None and connection.errors_occurred
+    kept = worker_connection.connection
+    tidy_database_connections()
+    with worker_connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert worker_connection.connection is kept
 
-    drop_broken_database_connections()
 
-    assert connection.connection is None
-    with connection.cursor() as cursor:  # the next task connects afresh
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_dropped_while_idle_is_replaced_before_the_next_task_uses_it(worker_connection):
+    with worker_connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    _terminate_our_backend()
+    tidy_database_connections()  # the next task starts
+    with worker_connection.cursor() as cursor:  # its first query does not fail
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
 
 
-@pytest.mark.django_db
-def test_a_healthy_connection_is_kept():
-    with connection.cursor() as cursor:
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_that_failed_is_closed_before_the_next_task(worker_connection):
+    with worker_connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    kept = connection.connection
-    drop_broken_database_connections()
-    assert connection.connection is kept
+    _terminate_our_backend()
+    with pytest.raises(OperationalError), worker_connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert worker_connection.errors_occurred
+    tidy_database_connections()
+    assert worker_connection.connection is None
