@@ -37,12 +37,15 @@ async def _exchange(host: str, port: int, message: str, timeout: float, tls: boo
         writer.close()
 
 
-def mdm_send(*, url: str, message: str, control_id: str, timeout: float) -> Outcome:
+def _send_and_read(url: str, message: str, timeout: float) -> str:
+    """One exchange with the receiver at mllp(s)://host:port: the answer's text."""
     parsed = urlparse(url)
+    return asyncio.run(_exchange(parsed.hostname, parsed.port or 2575, message, timeout, tls=parsed.scheme == "mllps"))
+
+
+def mdm_send(*, url: str, message: str, control_id: str, timeout: float) -> Outcome:
     try:
-        ack_text = asyncio.run(
-            _exchange(parsed.hostname, parsed.port or 2575, message, timeout, tls=parsed.scheme == "mllps")
-        )
+        ack_text = _send_and_read(url, message, timeout)
     except ConnectionRefusedError as exc:
         return retry(f"HL7 receiver unreachable: {exc}", alert="unreachable")
     except (OSError, EOFError) as exc:  # TimeoutError, a closed connection: no ACK
@@ -73,11 +76,8 @@ def patient_check(
     pdq_query_build with `query_id`) and compare the answer with the client.
     None when the EHR's patient matches; otherwise the outcome. A query
     writes nothing, so an unanswered one is simply asked again."""
-    parsed = urlparse(url)
     try:
-        answer = asyncio.run(
-            _exchange(parsed.hostname, parsed.port or 2575, message, timeout, tls=parsed.scheme == "mllps")
-        )
+        answer = _send_and_read(url, message, timeout)
     except ConnectionRefusedError as exc:
         return retry(f"HL7 patient query: receiver unreachable: {exc}", alert="unreachable")
     except (OSError, EOFError) as exc:  # TimeoutError, a closed connection: no answer
