@@ -26,7 +26,7 @@ def _sql(model, history_model, fields, rows: int) -> str:
         f'hist AS (INSERT INTO "{history_model._meta.db_table}" ({tracked}, "history_date", '
         f'"history_change_reason", "history_type", "history_user_id") '
         f"SELECT {tracked}, %s, NULL, '+', %s FROM ins) "
-        f'SELECT "{model._meta.pk.column}" FROM ins'
+        f'SELECT "{model._meta.pk.column}" FROM ins ORDER BY "{model._meta.pk.column}"'
     )
 
 
@@ -40,7 +40,12 @@ def create_with_history(model, objs: list) -> list:
     if connection.vendor != "postgresql":
         return bulk_create_with_history(objs, model)
     history_model = get_history_model_for_model(model)
+    # What this writer does not do; the library's own path does.
+    if model._meta.parents or model._meta.many_to_many or hasattr(history_model, "history_relation"):
+        raise NotImplementedError(f"create_with_history does not handle {model.__name__}'s shape; use the library.")
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    if any(f.has_db_default() for f in fields) or any(obj.pk is not None for obj in objs):
+        raise NotImplementedError("create_with_history takes new rows with no database defaults.")
     params = []
     for obj in objs:
         for field in fields:

@@ -276,7 +276,8 @@ def audit_record(
     if connection.vendor == "postgresql":
         if not _append_postgresql(event):  # the practice's first event
             AuditChainHead.objects.get_or_create(practice_id=event.practice_id)
-            _append_postgresql(event)
+            if not _append_postgresql(event):
+                raise RuntimeError(f"No audit chain head for practice {event.practice_id}; nothing was recorded.")
     else:
         _append_python(event)
     return event

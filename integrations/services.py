@@ -32,7 +32,7 @@ from integrations.errors import (
     MappingInvalid,
     PayloadInvalid,
 )
-from integrations.mapping import mapping_default_document, mapping_validate
+from integrations.mapping import mapping_default_document, mapping_validate, rest_patient_errors
 from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection, FieldMapping
 from integrations.transports import fhir as fhir_transport
 from integrations.transports import mllp as mllp_transport
@@ -290,7 +290,9 @@ def _perform(delivery: Delivery) -> Outcome:
     url_check(connection.base_url)
     document = rest_build(data, mapping, now=now)
     # Invariant 5; a mapping without a patient block raises MappingInvalid.
-    read = rest_patient_read(mapping, base_url=connection.base_url, patient_id=data.patient_ehr_id)
+    read = rest_patient_read(
+        _patient_check_mapping(delivery, mapping), base_url=connection.base_url, patient_id=data.patient_ehr_id
+    )
     headers = auth.auth_headers(connection, timeout=settings.PSYFI_DELIVERY_TIMEOUT)
     mismatch = rest_transport.patient_check(
         read,
@@ -308,6 +310,21 @@ def _perform(delivery: Delivery) -> Outcome:
         headers=headers,
         timeout=settings.PSYFI_DELIVERY_TIMEOUT,
     )
+
+
+def _patient_check_mapping(delivery: Delivery, mapping: dict) -> dict:
+    """Where to read the patient says nothing about the note's content. A note
+    pinned to a mapping version saved before the patient check existed takes
+    the block from the template's active version, so adding one there and
+    reprocessing delivers it; the note's content still follows its pin."""
+    if not rest_patient_errors((mapping.get("rest") or {}).get("patient")):
+        return mapping
+    active = (
+        FieldMapping.objects.filter(template_id=delivery.note.template_version.template_id, is_active=True)
+        .values_list("document", flat=True)
+        .first()
+    )
+    return active if isinstance(active, dict) else mapping
 
 
 def _perform_fhir(delivery: Delivery, connection: EHRConnection, data: NoteInput, mapping: dict, now) -> Outcome:
@@ -653,7 +670,10 @@ def _connection_metadata(connection: EHRConnection) -> dict:
     try:
         summary = fhir_transport.metadata_read(target)
     except Exception as exc:  # noqa: BLE001 - shown to the admin, not raised
-        return {"error": f"Could not read /metadata: {type(exc).__name__}: {exc}"[:500]}
+        # The exception's type and HTTP status, not its text: the error goes
+        # into the append-only audit log, and texts can carry URLs.
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return {"error": f"Could not read /metadata: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")}
     connection_record_metadata(connection=connection, summary=summary)
     return summary
 

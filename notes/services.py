@@ -267,7 +267,11 @@ def practice_vocabulary_sql(practice_param: str = "%s") -> str:
     table = InterventionTerm._meta.db_table
     where = f"FROM {table} t WHERE t.practice_id = {practice_param} AND t.is_active"
     if connection.vendor == "sqlite":
-        return f"(SELECT json_group_array(json_array(t.term, json(t.synonyms))) {where})"  # noqa: S608
+        # Ordered as on PostgreSQL: a synonym shared by two terms resolves alike on both.
+        return (
+            f"(SELECT json_group_array(json_array(o.term, json(o.synonyms))) "  # noqa: S608
+            f"FROM (SELECT t.term, t.synonyms {where} ORDER BY t.term) o)"
+        )
     return f"(SELECT json_agg(json_build_array(t.term, t.synonyms) ORDER BY t.term)::text {where})"  # noqa: S608
 
 

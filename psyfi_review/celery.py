@@ -37,7 +37,7 @@ def keep_database_connections(**kwargs) -> None:
 
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def tidy_database_connections(**kwargs) -> None:
+def tidy_database_connections(task=None, **kwargs) -> None:
     """What Django does around each web request, around each task: drop a
     connection that failed and no longer answers, one left outside
     autocommit, or one past its age; otherwise ask for a health check before
@@ -45,5 +45,8 @@ def tidy_database_connections(**kwargs) -> None:
     idle is replaced instead of failing the task."""
     from django.db import connections
 
+    if task is not None and getattr(task.request, "is_eager", False):
+        return  # run inline by its caller, inside the caller's connection and transaction
     for conn in connections.all(initialized_only=True):
-        conn.close_if_unusable_or_obsolete()
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()

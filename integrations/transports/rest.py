@@ -66,7 +66,8 @@ def patient_check(
     status = response.status_code
     if status == 404:
         return failed(
-            f"The EHR has no patient {patient_id} ({read.url}); check the client's EHR id. Nothing was written.",
+            f"The EHR has no patient {patient_id} ({read.url}); check the client's EHR id "
+            "and the mapping's rest.patient.url. Nothing was written.",
             http_status=status,
             alert="patient_mismatch",
         )

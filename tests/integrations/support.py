@@ -48,6 +48,7 @@ class FakeEHR:
         self.fault_status = 503  # what the injected share of requests gets (503 or 429)
         self.drop_first_write_per_identifier = False
         self.post_delay = 0.0
+        self.get_delay = 0.0  # a read's simulated EHR time (bench/delivery.py)
         self.reject_with: tuple[int, str] | None = None
         self.search_supported = True
         # When set, only these bearer tokens are accepted (401 otherwise).
@@ -122,6 +123,8 @@ class FakeEHR:
                     ehr.requests.append(("GET", url.path, dict(self.headers)))
                 if self._unauthorized() or self._maybe_503():
                     return
+                if ehr.get_delay:
+                    time.sleep(ehr.get_delay)
                 if url.path == "/fhir/metadata":
                     return self._send(
                         200,

@@ -15,7 +15,7 @@ from django.utils import timezone
 from integrations.errors import MappingInvalid
 from integrations.mapping import mapping_default_document
 from integrations.models import Alert, Delivery, EHRConnection, FieldMapping
-from integrations.services import connection_create, delivery_send, mapping_save
+from integrations.services import connection_create, delivery_reprocess, delivery_send, mapping_save
 from notes.models import NoteTemplate
 from tests.integrations.support import free_port
 
@@ -197,6 +197,15 @@ def test_a_stored_mapping_without_a_patient_block_fails_and_writes_nothing(world
     assert "no valid patient check (rest.patient)" in delivery.last_error
     assert Alert.objects.get(delivery=delivery).kind == Alert.Kind.CONFIGURATION
     assert ehr.reads == [] and ehr.posts == []
+
+    # What the message says to do: save a version with a patient block, reprocess.
+    template = NoteTemplate.objects.get(practice=world.practice, key="soap")
+    mapping_save(template=template, document=soap_mapping(world), actor=world.admin)
+    delivery_reprocess(delivery=delivery, actor=world.admin)
+    delivery = send(note)
+    assert delivery.state == Delivery.State.DELIVERED
+    assert len(ehr.reads) == 1 and len(ehr.posts) == 1
+    assert delivery.mapping.version == 1  # the note's content still follows the version it was signed under
 
 
 def test_the_mapping_paths_pick_the_patient_url_identifier_list_and_birth_date(world, sign_for, ehr):
