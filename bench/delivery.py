@@ -22,7 +22,7 @@ the bare loop never makes, so the ratio cannot pass W / (W + R)), and
 records its ledger row and audit event.
 
 Measured on the 2-core CI machine (400 notes, concurrency 4):
-write 100 / read 20 ms: 0.72-0.73 with threads, 0.67-0.69 with prefork;
+write 100 / read 20 ms: 0.71-0.73 with threads, 0.67-0.69 with prefork;
 write 100 / read 0 ms: 0.82-0.84 (prefork); write 50 / read 0 ms: about 0.6.
 
 Needs PostgreSQL and Redis on their standard local ports. Uses its own
