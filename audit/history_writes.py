@@ -42,10 +42,10 @@ def create_with_history(model, objs: list) -> list:
     history_model = get_history_model_for_model(model)
     # What this writer does not do; the library's own path does.
     if model._meta.parents or model._meta.many_to_many or hasattr(history_model, "history_relation"):
-        raise NotImplementedError(f"create_with_history does not handle {model.__name__}'s shape; use the library.")
+        raise TypeError(f"create_with_history does not handle {model.__name__}'s shape; use the library.")
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     if any(f.has_db_default() for f in fields) or any(obj.pk is not None for obj in objs):
-        raise NotImplementedError("create_with_history takes new rows with no database defaults.")
+        raise ValueError("create_with_history takes new rows with no database defaults.")
     params = []
     for obj in objs:
         for field in fields:

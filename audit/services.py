@@ -164,13 +164,24 @@ def _normalise_ip(address: str | None) -> str | None:
     return str(ip)
 
 
+# The canonical text of an event as PostgreSQL builds it from the columns
+# (audit_canonical is its Python twin; a test holds the two together).
+PG_CANONICAL = """json_build_array(
+    action, actor_ai_source_id, actor_label, actor_type, actor_user_id, after, before, client_id,
+    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        || CASE WHEN date_trunc('second', created_at) = created_at
+            THEN '' ELSE to_char(created_at AT TIME ZONE 'UTC', '.US') END || '+00:00',
+    detail, ip_address, note_id, object_id, object_type, practice_id, request_id, seq, user_agent
+)::text"""
+
 # On PostgreSQL one statement locks the chain head, inserts the event with
-# its hash computed by the database (the same expression audit_verify checks
-# with, so the two cannot drift) and moves the head: one round trip per event
-# instead of three. {canonical} is audit.verify's expression over the columns.
-_PG_APPEND = """
+# its hash computed by the database (with PG_CANONICAL, as audit_verify
+# checks it, so the two cannot drift) and moves the head: one round trip per
+# event instead of three.
+_COLUMNS = ", ".join(HASHED_COLUMNS)
+_PG_APPEND = f"""
 WITH head AS (
-    SELECT seq, hash FROM {head} WHERE practice_id = %(practice_id)s FOR UPDATE
+    SELECT seq, hash FROM {AuditChainHead._meta.db_table} WHERE practice_id = %(practice_id)s FOR UPDATE
 ), ev AS (
     SELECT %(action)s::text AS action, %(actor_ai_source_id)s::bigint AS actor_ai_source_id,
         %(actor_label)s::text AS actor_label, %(actor_type)s::text AS actor_type,
@@ -182,15 +193,16 @@ WITH head AS (
         head.seq + 1 AS seq, %(user_agent)s::text AS user_agent, head.hash AS prev_hash
     FROM head
 ), ins AS (
-    INSERT INTO {events} ({columns}, prev_hash, hash)
-    SELECT {columns}, prev_hash, encode(sha256(convert_to(prev_hash || {canonical}, 'UTF8')), 'hex')
+    INSERT INTO {AuditEvent._meta.db_table} ({_COLUMNS}, prev_hash, hash)
+    SELECT {_COLUMNS}, prev_hash, encode(sha256(convert_to(prev_hash || {PG_CANONICAL}, 'UTF8')), 'hex')
     FROM ev
     RETURNING id, seq, prev_hash, hash
 ), moved AS (
-    UPDATE {head} SET seq = ins.seq, hash = ins.hash FROM ins WHERE practice_id = %(practice_id)s
+    UPDATE {AuditChainHead._meta.db_table} SET seq = ins.seq, hash = ins.hash FROM ins
+    WHERE practice_id = %(practice_id)s
 )
 SELECT id, seq, prev_hash, hash FROM ins
-"""
+"""  # noqa: S608 - table and column names from the models, values are parameters
 
 
 def _jsonable(value):
@@ -200,13 +212,11 @@ def _jsonable(value):
 
 def _append_postgresql(event: AuditEvent) -> bool:
     """Append on PostgreSQL; False when the practice has no chain head yet."""
-    from audit.verify import pg_append_sql
-
     params = {column: getattr(event, column) for column in HASHED_COLUMNS if column != "seq"}
     for column in ("after", "before", "detail"):
         params[column] = None if params[column] is None else json.dumps(params[column], ensure_ascii=False)
     with connection.cursor() as cursor:
-        cursor.execute(pg_append_sql(), params)
+        cursor.execute(_PG_APPEND, params)
         row = cursor.fetchone()
     if row is None:
         return False

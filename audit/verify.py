@@ -16,7 +16,7 @@ from hashlib import sha256
 from django.db import connection
 
 from audit.models import AuditChainHead, AuditEvent
-from audit.services import HASHED_COLUMNS, audit_canonical
+from audit.services import HASHED_COLUMNS, PG_CANONICAL, audit_canonical
 
 GENESIS = "0" * 64
 _CHUNK = 5000
@@ -55,24 +55,17 @@ def _rows_orm(practice_id: int, lo: int, hi: int | None):
         yield row[0], row[1], row[2], row[3], audit_canonical(tuple(row[4:]))
 
 
-# PostgreSQL rebuilds the canonical text (audit.services.audit_canonical) and
-# the hash of every event itself and sends back only the first event that
-# fails a check, so the check runs at the database's speed. A test holds the
-# two definitions together.
-_PG_CANONICAL = """json_build_array(
-    action, actor_ai_source_id, actor_label, actor_type, actor_user_id, after, before, client_id,
-    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-        || CASE WHEN date_trunc('second', created_at) = created_at
-            THEN '' ELSE to_char(created_at AT TIME ZONE 'UTC', '.US') END || '+00:00',
-    detail, ip_address, note_id, object_id, object_type, practice_id, request_id, seq, user_agent
-)::text"""
+# PostgreSQL rebuilds the canonical text and the hash of every event itself
+# (audit.services.PG_CANONICAL, the expression it also hashes with on
+# append) and sends back only the first event that fails a check, so the
+# check runs at the database's speed.
 _TABLE = AuditEvent._meta.db_table
 _PG_CHECK = f"""
 SELECT id, seq, prev_hash, hash, expected_prev, prev_seq, computed FROM (
     SELECT id, seq, prev_hash, hash,
         lag(hash) OVER (ORDER BY seq) AS expected_prev,
         lag(seq) OVER (ORDER BY seq) AS prev_seq,
-        encode(sha256(convert_to(prev_hash || {_PG_CANONICAL}, 'UTF8')), 'hex') AS computed
+        encode(sha256(convert_to(prev_hash || {PG_CANONICAL}, 'UTF8')), 'hex') AS computed
     FROM {_TABLE}
     WHERE practice_id = %(practice)s AND seq >= %(lo)s AND seq <= %(hi)s
 ) AS checked
@@ -82,26 +75,6 @@ WHERE computed <> hash
 ORDER BY seq
 LIMIT 1
 """  # noqa: S608 - fixed identifiers, values are parameters
-_PG_APPEND_SQL: list[str] = []
-
-
-def pg_append_sql() -> str:
-    """audit.services' one-statement append, with this module's canonical
-    expression (built once)."""
-    if not _PG_APPEND_SQL:
-        from audit.services import _PG_APPEND
-
-        _PG_APPEND_SQL.append(
-            _PG_APPEND.format(
-                head=AuditChainHead._meta.db_table,
-                events=_TABLE,
-                columns=", ".join(HASHED_COLUMNS),
-                canonical=_PG_CANONICAL,
-            )
-        )
-    return _PG_APPEND_SQL[0]
-
-
 _PG_SUMMARY = f"SELECT count(*), max(seq) FROM {_TABLE} WHERE practice_id = %s AND seq >= %s AND seq <= %s"  # noqa: S608
 
 

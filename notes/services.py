@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
@@ -257,15 +257,14 @@ def template_spec(version: NoteTemplateVersion) -> TemplateSpec:
     )
 
 
-def practice_vocabulary_sql(practice_param: str = "%s") -> str:
+def practice_vocabulary_sql() -> str:
     """A scalar subquery: the practice's active intervention terms and their
     synonyms as JSON text ([[term, [synonym, ...]], ...]). The intake reads it
     beside the clinician look-up (one round trip); practice_vocabulary reads
-    it alone. PostgreSQL, or SQLite for the single-box demo."""
-    from django.db import connection
-
+    it alone; it takes the practice id as its one parameter. PostgreSQL, or
+    SQLite for the single-box demo."""
     table = InterventionTerm._meta.db_table
-    where = f"FROM {table} t WHERE t.practice_id = {practice_param} AND t.is_active"
+    where = f"FROM {table} t WHERE t.practice_id = %s AND t.is_active"
     if connection.vendor == "sqlite":
         # Ordered as on PostgreSQL: a synonym shared by two terms resolves alike on both.
         return (
@@ -276,8 +275,6 @@ def practice_vocabulary_sql(practice_param: str = "%s") -> str:
 
 
 def practice_vocabulary(*, practice_id: int) -> InterventionVocabulary:
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {practice_vocabulary_sql()}", [practice_id])
         return vocabulary_from_json(cursor.fetchone()[0])
