@@ -2,7 +2,12 @@
 by us, RS384 or ES384, exp at most 5 minutes ahead, a fresh jti each time,
 the access token cached until shortly before it expires), OAuth2 client
 secret, static bearer and basic. Signing keys live encrypted in SigningKey
-and are published by the JWKS view."""
+and are published by the JWKS view (we publish keys; nothing here fetches
+one).
+
+The token request goes through the egress-guarded session like every EHR
+call, and never follows a redirect: the client secret or the assertion would
+go to an address nobody configured (a 307 keeps the POST body)."""
 
 import base64
 import json
@@ -17,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.db import transaction
 
 from integrations.crypto import secret_decrypt, secret_encrypt
-from integrations.errors import ConnectionInvalid
+from integrations.errors import ConnectionInvalid, RedirectRefused
 from integrations.models import EHRConnection, SigningKey
-from integrations.transports.base import http_session
+from integrations.transports.base import http_session, redirect_reason
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 300  # seconds; SMART: exp no more than 5 minutes ahead
@@ -74,6 +79,8 @@ def smart_assertion(*, client_id: str, token_url: str, key: SigningKey, now: flo
 
 
 def _token_fetch(connection: EHRConnection, timeout: float) -> tuple[str, float]:
+    """Raises RedirectRefused for a 3xx, EgressRefused for a refused address,
+    requests.RequestException when the endpoint cannot be asked or refuses."""
     creds = secret_decrypt(connection.credentials_encrypted)
     data = {"grant_type": "client_credentials"}
     if connection.scope:
@@ -89,7 +96,10 @@ def _token_fetch(connection: EHRConnection, timeout: float) -> tuple[str, float]
         )
     else:
         auth = (connection.client_id, creds.get("client_secret", ""))
-    response = http_session().post(connection.token_url, data=data, auth=auth, timeout=timeout)
+    response = http_session().post(connection.token_url, data=data, auth=auth, timeout=timeout, allow_redirects=False)
+    reason = redirect_reason(response, who="The token endpoint")
+    if reason is not None:
+        raise RedirectRefused(reason, http_status=response.status_code, field="token_url")
     if response.status_code != 200:
         raise requests.HTTPError(f"Token endpoint answered {response.status_code}", response=response)
     body = response.json()

@@ -21,6 +21,21 @@ class ConnectionInvalid(DomainError):
     status_code = 400
 
 
+class EgressRefused(ConnectionInvalid):
+    """The egress policy (integrations.egress) refuses the address an EHR
+    host is or resolves to: at save a form error, at connect a delivery that
+    fails for good with a configuration alert, since retrying cannot help."""
+
+
+class RedirectRefused(ConnectionInvalid):
+    """An EHR or token endpoint answered a redirect. Redirects are not
+    followed (a write or a secret would go where nobody configured)."""
+
+    def __init__(self, message: str, *, http_status: int, field: str | None = None):
+        super().__init__(message, field=field)
+        self.http_status = http_status
+
+
 class MappingInvalid(DomainError):
     """A field mapping document does not fit its template or the schema."""
 

@@ -25,6 +25,7 @@ from integrations.builders.fhir import attachment_hash, documentreference_build,
 from integrations.builders.hl7 import mdm_build, pdq_query_build
 from integrations.builders.rest import rest_build, rest_patient_read
 from integrations.crypto import secret_encrypt, secret_rotate
+from integrations.egress import egress_check_url
 from integrations.errors import (
     ConnectionInvalid,
     CredentialsUnreadable,
@@ -37,7 +38,7 @@ from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection,
 from integrations.transports import fhir as fhir_transport
 from integrations.transports import mllp as mllp_transport
 from integrations.transports import rest as rest_transport
-from integrations.transports.base import Outcome, failed, url_check
+from integrations.transports.base import Outcome, connection_problem, failed, url_check
 from notes.errors import NotPermitted
 from notes.models import Membership, Note, NoteTemplate, NoteTemplateVersion
 
@@ -333,6 +334,8 @@ def _perform_fhir(delivery: Delivery, connection: EHRConnection, data: NoteInput
     if connection.supports_conditional_create is None:
         try:
             connection_record_metadata(connection=connection, summary=fhir_transport.metadata_read(target))
+        except ConnectionInvalid:
+            raise  # egress policy or a redirect: delivery_send fails it for good, with the reason
         except requests.HTTPError as exc:
             return fhir_transport.status_outcome(exc.response, write=False, resend_safe=True)
         except Exception as exc:  # noqa: BLE001 - any other failure to read /metadata means "try later"
@@ -585,6 +588,10 @@ def connection_create(
         raise ConnectionInvalid("The built-in sandbox is a sandbox connection.", field="is_sandbox")
     if auth_kind in (EHRConnection.Auth.SMART, EHRConnection.Auth.CLIENT_SECRET) and token_url:
         url_check(token_url)
+    # The egress policy, here as a form error; every connect checks again.
+    for url, field in ((base_url, "base_url"), (patient_query_url, "patient_query_url"), (token_url, "token_url")):
+        if url:
+            egress_check_url(url, field=field)
     EHRConnection.objects.filter(practice=practice, is_active=True).update(is_active=False)
     connection = EHRConnection(
         practice=practice,
@@ -670,10 +677,11 @@ def _connection_metadata(connection: EHRConnection) -> dict:
     try:
         summary = fhir_transport.metadata_read(target)
     except Exception as exc:  # noqa: BLE001 - shown to the admin, not raised
-        # The exception's type and HTTP status, not its text: the error goes
-        # into the append-only audit log, and texts can carry URLs.
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        return {"error": f"Could not read /metadata: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")}
+        # Four plain answers (not reachable, refused by the egress policy, TLS
+        # failed, HTTP n), never the exception's class or text: those would
+        # let an admin tell closed, filtered and non-HTTP ports apart, and
+        # the error goes into the append-only audit log.
+        return {"error": f"Could not read /metadata: {connection_problem(exc)}"}
     connection_record_metadata(connection=connection, summary=summary)
     return summary
 

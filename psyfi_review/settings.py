@@ -13,6 +13,8 @@ from pathlib import Path
 import environ
 from csp.constants import NONE, SELF
 
+from integrations.egress import egress_allow_setting
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PSYFI_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -245,6 +247,13 @@ PSYFI_DELIVERY_STALE_SECONDS = env.float("PSYFI_DELIVERY_STALE_SECONDS", default
 PSYFI_DELIVERY_SWEEP_SECONDS = env.float("PSYFI_DELIVERY_SWEEP_SECONDS", default=60.0)
 # Where `integrations_demo_setup` points the demo practice: the built-in sandbox.
 PSYFI_SANDBOX_BASE_URL = env.str("PSYFI_SANDBOX_BASE_URL", default="http://127.0.0.1:8000/sandbox/fhir")
+# Outbound egress policy (integrations.egress, docs/deployment.md): host names
+# and CIDR blocks the worker may reach beyond the public internet. The demo
+# allows loopback for the built-in sandbox; settings_production allows nothing
+# private unless listed.
+EHR_EGRESS_ALLOW = egress_allow_setting(
+    "EHR_EGRESS_ALLOW", env.list("EHR_EGRESS_ALLOW", default=["127.0.0.0/8", "::1/128", "localhost"])
+)
 CELERY_BEAT_SCHEDULE = {
     "audit-retention-report": {"task": "audit.retention_report", "schedule": timedelta(days=1)},
     "integrations-delivery-sweep": {

@@ -4,6 +4,7 @@ Passes `manage.py check --deploy` with no warnings. Secrets have no default:
 a missing SECRET_KEY or DATABASE_URL stops start-up with its name.
 """
 
+from integrations.egress import egress_allow_setting
 from psyfi_review.settings import *  # noqa: F403
 from psyfi_review.settings import env
 
@@ -11,6 +12,9 @@ DEBUG = False
 SECRET_KEY = env.str("SECRET_KEY")
 DATABASES = {"default": env.db("DATABASE_URL")}
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+# Nothing private, loopback or link-local is reachable unless listed here
+# (host names and CIDR blocks; docs/deployment.md, "Outbound egress policy").
+EHR_EGRESS_ALLOW = egress_allow_setting("EHR_EGRESS_ALLOW", env.list("EHR_EGRESS_ALLOW", default=[]))
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,7 +1,9 @@
 """What every transport shares: the outcome it returns, the URL rule (TLS off
-loopback), an HTTP session with TLS 1.2 or newer and verified certificates,
-and reading an EHR's error answers. Transports do I/O only; the rules about
-what an outcome means for the delivery live in integrations.services."""
+loopback), an HTTP session with TLS 1.2 or newer, verified certificates and
+the egress policy on every connection (integrations.egress), reading an
+EHR's error answers, and refusing its redirects. Transports do I/O only; the
+rules about what an outcome means for the delivery live in
+integrations.services."""
 
 import ipaddress
 import ssl
@@ -12,9 +14,10 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlparse
 
 import requests
-from requests.adapters import HTTPAdapter
+from django.conf import settings
 
-from integrations.errors import ConnectionInvalid
+from integrations.egress import GuardedAdapter
+from integrations.errors import ConnectionInvalid, EgressRefused, RedirectRefused
 
 
 @dataclass(frozen=True)
@@ -74,28 +77,79 @@ def url_check(url: str, *, schemes: tuple[str, ...] = ("https", "http"), field: 
         )
 
 
-class _TLS12Adapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
-        context = ssl.create_default_context()
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        kwargs["ssl_context"] = context
-        return super().init_poolmanager(*args, **kwargs)
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 _local = threading.local()
 
 
 def http_session() -> requests.Session:
-    """One keep-alive session per thread (worker threads share nothing)."""
+    """One keep-alive session per thread (worker threads share nothing).
+    Every new connection resolves once, is checked against the egress policy
+    and goes to the checked address. The environment's proxies and .netrc are
+    not read (trust_env off): through a proxy the policy could not be kept,
+    and no credential but the connection's own may reach an EHR. A change of
+    EHR_EGRESS_ALLOW drops the session, so kept-alive connections opened
+    under the old policy are not reused."""
+    policy = tuple(getattr(settings, "EHR_EGRESS_ALLOW", ()))
     session = getattr(_local, "session", None)
+    if session is not None and getattr(_local, "policy", None) != policy:
+        session.close()
+        session = None
     if session is None:
         session = requests.Session()
-        adapter = _TLS12Adapter(pool_connections=4, pool_maxsize=8)
-        session.mount("https://", adapter)
-        session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=8))
+        session.trust_env = False
+        session.mount("https://", GuardedAdapter(pool_connections=4, pool_maxsize=8, ssl_context=_tls_context()))
+        session.mount("http://", GuardedAdapter(pool_connections=4, pool_maxsize=8))
         session.verify = True
-        _local.session = session
+        _local.session, _local.policy = session, policy
     return session
+
+
+def redirect_reason(response: requests.Response, *, who: str = "The EHR") -> str | None:
+    """Why a 3xx answer is refused, or None for any other status. Redirects
+    are never followed: a write, a token request or a secret would go to an
+    address nobody configured (and that no egress check saw at save)."""
+    if not 300 <= response.status_code < 400:
+        return None
+    location = (response.headers.get("Location") or "no Location")[:200]
+    return (
+        f"{who} answered a redirect ({response.status_code}) to {location}; redirects are not followed. "
+        "Correct the connection's address if the EHR has moved."
+    )
+
+
+def redirect_outcome(response: requests.Response) -> Outcome | None:
+    """A failed delivery for good (configuration alert) when the EHR
+    answered a redirect; None otherwise."""
+    reason = redirect_reason(response)
+    if reason is None:
+        return None
+    return failed(reason, http_status=response.status_code, alert="configuration")
+
+
+def connection_problem(exc: Exception) -> str:
+    """What "test connection" tells the admin: not reachable, refused by the
+    egress policy, TLS failed or HTTP n. Never an exception's class name or
+    text: those tell a port scanner more than an admin needs (closed versus
+    filtered versus not HTTP), and the answer goes into the audit log."""
+    if isinstance(exc, EgressRefused):
+        return "refused by the egress policy"
+    if isinstance(exc, RedirectRefused):
+        return f"HTTP {exc.http_status} (a redirect; redirects are not followed)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS failed"
+    response = getattr(exc, "response", None)
+    if isinstance(exc, requests.HTTPError) and response is not None:
+        return f"HTTP {response.status_code}"
+    if isinstance(exc, ConnectionInvalid):
+        return exc.message  # our own words (no signing key, bad address): safe and useful
+    if isinstance(exc, ValueError):
+        return "HTTP 200, but the answer is not a FHIR CapabilityStatement"
+    return "not reachable"
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -7,11 +7,14 @@ from urllib.parse import urlparse
 
 import requests
 
+from integrations.errors import RedirectRefused
 from integrations.transports.base import (
     Outcome,
     failed,
     http_session,
     operation_outcome_message,
+    redirect_outcome,
+    redirect_reason,
     retry,
     retry_after_seconds,
     sent,
@@ -67,8 +70,12 @@ def _nothing_sent(exc: requests.RequestException) -> bool:
 
 def metadata_read(target: FhirTarget) -> dict:
     """What the server's CapabilityStatement declares. Raises
-    requests.RequestException or ValueError when it cannot be read."""
+    requests.RequestException or ValueError when it cannot be read,
+    RedirectRefused for a redirect and EgressRefused for a refused address."""
     response = _request(target, "GET", "metadata")
+    reason = redirect_reason(response)
+    if reason is not None:
+        raise RedirectRefused(reason, http_status=response.status_code)
     response.raise_for_status()
     body = response.json()
     if body.get("resourceType") != "CapabilityStatement":
@@ -88,6 +95,9 @@ def metadata_read(target: FhirTarget) -> dict:
 
 
 def status_outcome(response: requests.Response, *, write: bool, resend_safe: bool) -> Outcome:
+    redirect = redirect_outcome(response)
+    if redirect is not None:
+        return redirect
     status = response.status_code
     message, codes = operation_outcome_message(response)
     after = retry_after_seconds(response.headers.get("Retry-After"))

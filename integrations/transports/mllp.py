@@ -1,5 +1,8 @@
 """HL7 v2 over MLLP with python-hl7's asyncio client (mllps:// is MLLP over
-TLS 1.2+ with verified certificates; plain mllp:// only on loopback). AA
+TLS 1.2+ with verified certificates; plain mllp:// only on loopback). The
+connection goes through the egress policy (integrations.egress): the host is
+resolved once, checked, and the checked address is dialled, with TLS naming
+the host (SNI and certificate check). AA
 completes; AE/AR fail with the receiver's reason; no answer means resend
 with the same MSH-10 and TXA-12, which the receiver deduplicates on.
 
@@ -14,6 +17,7 @@ from urllib.parse import urlparse
 import hl7
 from hl7.mllp import open_hl7_connection
 
+from integrations.egress import stream_open
 from integrations.transports.base import Outcome, failed, retry, sent
 
 __all__ = ["Outcome", "mdm_send", "patient_check", "pdq_answer_check"]
@@ -26,8 +30,9 @@ def _tls_context() -> ssl.SSLContext:
 
 
 async def _exchange(host: str, port: int, message: str, timeout: float, tls: bool) -> str:
-    extra = {"ssl": _tls_context()} if tls else {}
-    reader, writer = await asyncio.wait_for(open_hl7_connection(host, port, encoding="utf-8", **extra), timeout)
+    reader, writer = await asyncio.wait_for(
+        stream_open(open_hl7_connection, host, port, ssl=_tls_context() if tls else None, encoding="utf-8"), timeout
+    )
     try:
         writer.writemessage(hl7.parse(message))
         await writer.drain()
@@ -38,7 +43,9 @@ async def _exchange(host: str, port: int, message: str, timeout: float, tls: boo
 
 
 def _send_and_read(url: str, message: str, timeout: float) -> str:
-    """One exchange with the receiver at mllp(s)://host:port: the answer's text."""
+    """One exchange with the receiver at mllp(s)://host:port: the answer's
+    text. Raises EgressRefused when the policy refuses the host (a delivery
+    that fails for good), OSError or EOFError when there is no answer."""
     parsed = urlparse(url)
     return asyncio.run(_exchange(parsed.hostname, parsed.port or 2575, message, timeout, tls=parsed.scheme == "mllps"))
 

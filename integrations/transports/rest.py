@@ -10,6 +10,7 @@ from integrations.transports.base import (
     failed,
     http_session,
     operation_outcome_message,
+    redirect_outcome,
     retry,
     retry_after_seconds,
     sent,
@@ -40,6 +41,9 @@ def document_post(*, url: str, document: dict, idempotency_key: str, headers: di
             body = {}
         ehr_id = str(body.get("id", "")) if isinstance(body, dict) else ""
         return sent(ehr_id or response.headers.get("Location", ""), http_status=status)
+    redirect = redirect_outcome(response)
+    if redirect is not None:
+        return redirect
     message, _ = operation_outcome_message(response)
     after = retry_after_seconds(response.headers.get("Retry-After"))
     if status == 429:
@@ -72,6 +76,9 @@ def patient_check(
             alert="patient_mismatch",
         )
     if status != 200:
+        redirect = redirect_outcome(response)
+        if redirect is not None:
+            return redirect
         message, _ = operation_outcome_message(response)
         after = retry_after_seconds(response.headers.get("Retry-After"))
         if status == 429:
