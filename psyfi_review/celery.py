@@ -50,3 +50,14 @@ def tidy_database_connections(task=None, **kwargs) -> None:
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             conn.close_if_unusable_or_obsolete()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def filter_database_errors(logger=None, **kwargs) -> None:
+    """A worker logs through the handlers Celery sets up, not settings.LOGGING's:
+    they keep clinical text out of database errors too (psyfi_review/log_filters.py)."""
+    from psyfi_review.log_filters import handlers_filter_database_errors
+
+    if logger is not None:
+        handlers_filter_database_errors(logger)

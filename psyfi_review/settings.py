@@ -222,6 +222,9 @@ SPECTACULAR_SETTINGS = {
 # Draft intake API (notes/intake_api.py). A request body above this is refused
 # with 413 before it is parsed; a long (100 KB) note fits with room to spare.
 INTAKE_MAX_BODY_BYTES = env.int("INTAKE_MAX_BODY_BYTES", default=1024 * 1024)
+# Fields outside intake schema 1 per request; each becomes a flag row on the
+# note (notes/intake_limits.py). A scribe's few extras fit with room to spare.
+INTAKE_MAX_EXTRA_FIELDS = env.int("INTAKE_MAX_EXTRA_FIELDS", default=50)
 # After a key rotation the old key keeps working this long.
 INTAKE_KEY_ROTATION_OVERLAP = timedelta(hours=env.int("INTAKE_KEY_OVERLAP_HOURS", default=24))
 
@@ -262,9 +265,21 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Every handler carries the database-error filter: a PostgreSQL error quotes
+# the values it refused (psyfi_review/log_filters.py). A handler added here
+# must list it too.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"database_errors": {"()": "psyfi_review.log_filters.DatabaseErrorFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["database_errors"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+    "loggers": {
+        # Django's default handlers for its loggers (console when DEBUG,
+        # mail_admins) would print a request's exception unfiltered, before it
+        # reached ours: its records go to the root's handlers instead.
+        "django": {"handlers": [], "propagate": True},
+        # At DEBUG this logger writes every statement with its parameters.
+        "django.db.backends": {"level": "INFO"},
+    },
 }
