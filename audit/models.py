@@ -76,6 +76,38 @@ class AuditChainHead(models.Model):
     hash = models.CharField(max_length=64, default="0" * 64)
 
 
+class AuditCheckpoint(models.Model):
+    """A signed statement that a practice's chain head was (seq, hash) at
+    signed_at (audit.anchoring). The same line goes to a sink outside the
+    database, which is what a table owner who rewrites events, re-hashes the
+    chain and edits this table as well cannot rewrite; audit_verify checks
+    the chain against both. Written once, never changed."""
+
+    practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    key_id = models.CharField(max_length=16, help_text="First 16 hex digits of SHA-256 of the raw public key")
+    signature = models.CharField(max_length=88, help_text="Ed25519 signature, base64")
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["practice_id", "seq"]
+        constraints = [
+            # One checkpoint per chain position: two beat runs racing make one row.
+            models.UniqueConstraint(fields=["practice", "seq"], name="audit_unique_checkpoint_per_seq"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("Audit checkpoints are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit checkpoints are append-only.")
+
+
 class NoteAttribution(models.Model):
     """Who wrote the signed text: computed at signing (audit.attribution) in
     the signature's transaction and never changed afterwards. Characters of

@@ -8,14 +8,19 @@ query rebuilds every event's canonical text and hash and returns the first
 failure); elsewhere rows are streamed through the ORM as plain tuples.
 """
 
+import base64
 import os
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from hashlib import sha256
 
+from cryptography.exceptions import InvalidSignature
 from django.db import connection
 
-from audit.models import AuditChainHead, AuditEvent
+from audit.anchoring import Checkpoint, anchor_payload
+from audit.models import AuditChainHead, AuditCheckpoint, AuditEvent
 from audit.services import HASHED_COLUMNS, PG_CANONICAL, audit_canonical
 
 GENESIS = "0" * 64
@@ -210,3 +215,94 @@ def audit_chain_verify(*, practice_id: int, workers: int | None = None) -> Chain
                 practice_id, count, ChainBreak(extra.seq, extra.pk, "an event lies beyond the chain head")
             )
     return ChainReport(practice_id, count, None)
+
+
+# Checkpoints (audit.anchoring). The chain check above cannot see a chain
+# that was rewritten and re-hashed as a whole; a checkpoint can: its signed
+# hash is what the event at its seq hashed to when it was signed.
+
+
+@dataclass(frozen=True)
+class CheckpointProblem:
+    seq: int
+    signed_at: datetime | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class AnchorReport:
+    practice_id: int
+    checkpoints: int
+    last: Checkpoint | None
+    problems: tuple[CheckpointProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_problem(self) -> CheckpointProblem | None:
+        return self.problems[0] if self.problems else None
+
+
+def _signature_problem(checkpoint: Checkpoint, keys: dict) -> str | None:
+    key = keys.get(checkpoint.key_id)
+    if key is None:
+        return f"signed by key {checkpoint.key_id}, which is not among the public keys (AUDIT_ANCHOR_PUBLIC_KEYS)"
+    payload = anchor_payload(
+        practice_id=checkpoint.practice_id,
+        seq=checkpoint.seq,
+        hash=checkpoint.hash,
+        signed_at=checkpoint.signed_at,
+    )
+    try:
+        key.verify(base64.b64decode(checkpoint.signature, validate=True), payload)
+    except (InvalidSignature, ValueError):
+        return "the signature does not match the checkpoint"
+    return None
+
+
+def audit_anchor_verify(*, practice_id: int, sink: list[Checkpoint], keys: dict) -> AnchorReport:
+    """Check one practice's chain against its checkpoints: those in the sink
+    (sink: this practice's lines, the anchor the database cannot rewrite)
+    and those in the table. Each must carry a valid signature and the hash
+    the chain still has at its seq; each stored one must be in the sink, and
+    each seq the sink anchors must have a stored checkpoint. Problems come
+    back in seq order, so the first is the earliest checkpoint that a
+    rewrite contradicts."""
+    stored = [Checkpoint.of(row) for row in AuditCheckpoint.objects.filter(practice_id=practice_id).order_by("seq")]
+    sink_set = set(sink)
+    stored_seqs = {c.seq for c in stored}
+    every = sorted(sink_set | set(stored), key=lambda c: (c.seq, c.signed_at))
+    by_seq = defaultdict(list)
+    for checkpoint in every:
+        by_seq[checkpoint.seq].append(checkpoint)
+    seqs = sorted(by_seq)
+    chain = {}
+    for lo in range(0, len(seqs), _CHUNK):
+        chain.update(
+            AuditEvent.objects.filter(practice_id=practice_id, seq__in=seqs[lo : lo + _CHUNK]).values_list(
+                "seq", "hash"
+            )
+        )
+    problems = []
+    for seq in seqs:
+        # The sink's version first: its time is the one to report.
+        versions = sorted(by_seq[seq], key=lambda c: (c not in sink_set, c.signed_at))
+        reasons = []
+        for checkpoint in versions:
+            at = chain.get(seq)
+            if at is None:
+                reasons.append(f"the chain has no event seq {seq}")
+            elif at != checkpoint.hash:
+                reasons.append(f"the chain no longer hashes to the signed hash at seq {seq} (rewritten)")
+            signature = _signature_problem(checkpoint, keys)
+            if signature:
+                reasons.append(signature)
+            if checkpoint not in sink_set:
+                reasons.append("the stored checkpoint is not in the anchor sink")
+            elif seq not in stored_seqs:
+                reasons.append("the anchor sink's checkpoint is missing from the database")
+        if reasons:
+            problems.append(CheckpointProblem(seq, versions[0].signed_at, "; ".join(dict.fromkeys(reasons))))
+    return AnchorReport(practice_id, len(every), every[-1] if every else None, tuple(problems))

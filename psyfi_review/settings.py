@@ -7,13 +7,16 @@ built-in sandbox EHR. `psyfi_review.settings_production` tightens this for a
 real deployment and refuses to start without the secrets it needs.
 """
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from integrations.egress import egress_allow_setting
+from psyfi_review.env_checks import absolute_uri, fernet_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PSYFI_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -204,6 +207,29 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
 
+# The cache holds the API rate-limit and refused-key counters
+# (notes/api_throttles.py), so every web process and the worker must share it:
+# Redis when there is one, else files in var/ (the single-box demo, where the
+# web server and the worker are separate processes on one machine).
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+    )
+    | {"KEY_PREFIX": "psyfi-cache"}
+}
+
+
+def _throttle_rate(name: str, default: str) -> str:
+    """DRF's "<count>/<period>" (period s, min, hour or day); anything else
+    stops start-up here rather than at the first refused request."""
+    value = env.str(name, default=default)
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name} must look like 10/min (a count, then s, min, hour or day).")
+    return value
+
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["notes.permissions.IsVerifiedMember"],
@@ -211,6 +237,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "notes.api_errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Refused and unauthenticated API calls, per key prefix and per client
+    # address (notes/api_throttles.py; docs/deployment.md, rate limits).
+    "DEFAULT_THROTTLE_RATES": {
+        "api_refused_key": _throttle_rate("API_REFUSED_KEY_RATE", "10/min"),
+        "api_unauthenticated": _throttle_rate("API_UNAUTHENTICATED_RATE", "30/min"),
+    },
+    # The client address is REMOTE_ADDR unless this many proxies in front of
+    # the app append to X-Forwarded-For; 0 trusts no X-Forwarded-For at all.
+    "NUM_PROXIES": env.int("API_TRUSTED_PROXY_COUNT", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "psyfi-review API",
@@ -232,14 +267,35 @@ INTAKE_KEY_ROTATION_OVERLAP = timedelta(hours=env.int("INTAKE_KEY_OVERLAP_HOURS"
 # (audit.retention). Reported only: nothing is ever deleted automatically.
 AUDIT_RETENTION_YEARS = env.int("AUDIT_RETENTION_YEARS", default=6)
 
+# Signed checkpoints of the audit chain (audit.anchoring; docs/deployment.md,
+# "Audit chain anchoring"). The Ed25519 signing key lives in the environment
+# (PEM or base64 of the 32 raw bytes) or in a file, never in the database;
+# the demo makes a key file on first use, production does not. Verifiers
+# need only public keys: the signing key's own and any listed here (keys
+# retired by a rotation, base64 or PEM, comma-separated). Every checkpoint
+# is also appended, as a JSON line, to files in AUDIT_ANCHOR_DIR.
+AUDIT_ANCHOR_SIGNING_KEY = env.str("AUDIT_ANCHOR_SIGNING_KEY", default="")
+AUDIT_ANCHOR_KEY_FILE = env.str("AUDIT_ANCHOR_KEY_FILE", default=str(VAR_DIR / "audit-anchor-key.pem"))
+AUDIT_ANCHOR_GENERATE_KEY = env.bool("AUDIT_ANCHOR_GENERATE_KEY", default=True)
+AUDIT_ANCHOR_PUBLIC_KEYS = env.list("AUDIT_ANCHOR_PUBLIC_KEYS", default=[])
+AUDIT_ANCHOR_DIR = env.str("AUDIT_ANCHOR_DIR", default=str(VAR_DIR / "audit-anchors"))
+AUDIT_ANCHOR_INTERVAL_MINUTES = env.int("AUDIT_ANCHOR_INTERVAL_MINUTES", default=60)
+
 # Identifier system for notes we send to EHRs: an absolute URI this install
-# owns and never changes (see MAPPING.md, idempotency).
-PSYFI_IDENTIFIER_SYSTEM = env.str("PSYFI_IDENTIFIER_SYSTEM", default="urn:psyfi-review:demo:note-id")
+# owns and never changes (see MAPPING.md, idempotency). settings_production
+# has no default: changing it later makes every retry a new note at the EHR.
+PSYFI_IDENTIFIER_SYSTEM = absolute_uri(
+    "PSYFI_IDENTIFIER_SYSTEM", env.str("PSYFI_IDENTIFIER_SYSTEM", default="urn:psyfi-review:demo:note-id")
+)
 
 # EHR delivery (integrations). Keys for credentials at rest: comma-separated
 # Fernet keys, newest first; older keys still decrypt, so a key rotates by
 # prepending the new one and running `manage.py integrations_reencrypt`.
-PSYFI_CREDENTIALS_KEYS = env.list("PSYFI_CREDENTIALS_KEYS", default=[])
+# Empty here means the demo's key derived from SECRET_KEY (integrations.crypto);
+# settings_production requires keys of their own.
+PSYFI_CREDENTIALS_KEYS = fernet_keys(
+    "PSYFI_CREDENTIALS_KEYS", env.list("PSYFI_CREDENTIALS_KEYS", default=[]), required=False
+)
 PSYFI_DELIVERY_MAX_ATTEMPTS = env.int("PSYFI_DELIVERY_MAX_ATTEMPTS", default=10)
 PSYFI_DELIVERY_BACKOFF_BASE = env.float("PSYFI_DELIVERY_BACKOFF_BASE", default=30.0)
 PSYFI_DELIVERY_BACKOFF_CAP = env.float("PSYFI_DELIVERY_BACKOFF_CAP", default=3600.0)
@@ -248,6 +304,9 @@ PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS = env.int("PSYFI_DELIVERY_ALERT_AFTER_ATTEMP
 # A row in "sending" longer than this is taken to be a dead worker's.
 PSYFI_DELIVERY_STALE_SECONDS = env.float("PSYFI_DELIVERY_STALE_SECONDS", default=300.0)
 PSYFI_DELIVERY_SWEEP_SECONDS = env.float("PSYFI_DELIVERY_SWEEP_SECONDS", default=60.0)
+# The built-in sandbox EHR at /sandbox/fhir/ (integrations.sandbox): mounted
+# only when on; off in settings_production.
+SANDBOX_EHR_ENABLED = env.bool("SANDBOX_EHR_ENABLED", default=True)
 # Where `integrations_demo_setup` points the demo practice: the built-in sandbox.
 PSYFI_SANDBOX_BASE_URL = env.str("PSYFI_SANDBOX_BASE_URL", default="http://127.0.0.1:8000/sandbox/fhir")
 # Outbound egress policy (integrations.egress, docs/deployment.md): host names
@@ -259,10 +318,16 @@ EHR_EGRESS_ALLOW = egress_allow_setting(
 )
 CELERY_BEAT_SCHEDULE = {
     "audit-retention-report": {"task": "audit.retention_report", "schedule": timedelta(days=1)},
+    "audit-anchor-checkpoints": {
+        "task": "audit.anchor_checkpoints",
+        "schedule": timedelta(minutes=AUDIT_ANCHOR_INTERVAL_MINUTES),
+    },
     "integrations-delivery-sweep": {
         "task": "integrations.delivery_sweep",
         "schedule": PSYFI_DELIVERY_SWEEP_SECONDS,
     },
+    # Counts of refused API keys after each minute's first (notes.api_keys).
+    "notes-api-key-refusals-flush": {"task": "notes.api_key_refusals_flush", "schedule": timedelta(minutes=1)},
 }
 
 # Every handler carries the database-error filter: a PostgreSQL error quotes

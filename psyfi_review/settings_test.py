@@ -4,6 +4,7 @@ stops the run instead of falling back."""
 
 import os
 import socket
+import tempfile
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -32,6 +33,12 @@ if "REDIS_URL" not in os.environ:
         raise ImproperlyConfigured(f"CI=true but Redis does not answer on {_redis_host}:{_redis_port}")
 
 from psyfi_review.settings import *  # noqa: E402, F403
+
+# The audit anchor sink and key file of this run, never the demo's in var/
+# (a test's checkpoints would contradict the demo's chain, and back).
+_anchor_tmp = tempfile.mkdtemp(prefix="psyfi-test-anchors-")
+AUDIT_ANCHOR_DIR = os.environ.get("AUDIT_ANCHOR_DIR") or os.path.join(_anchor_tmp, "sink")
+AUDIT_ANCHOR_KEY_FILE = os.environ.get("AUDIT_ANCHOR_KEY_FILE") or os.path.join(_anchor_tmp, "anchor-key.pem")
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; tests hold no real passwords
 AXES_FAILURE_LIMIT = 5
