@@ -14,12 +14,11 @@ from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.exceptions import APIException
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notes import intake
+from notes import intake, intake_limits
 from notes.api_errors import exception_handler as project_exception_handler
 from notes.api_keys import (
     AISourceKeyAuthentication,
@@ -27,22 +26,20 @@ from notes.api_keys import (
     ai_source_key_touch,
     ai_source_key_use_record,
 )
+from notes.intake_limits import PayloadTooLarge
 from notes.intake_serializers import KEY_MESSAGE, KEY_PATTERN, DraftInputSerializer, flatten_errors, intake_validate
 from notes.models import AISourceKey
 
 
-class PayloadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "payload_too_large"
-
-
 class LimitedJSONParser(JSONParser):
-    """JSON with a size limit checked before parsing (DRF reads the stream
-    itself, so Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not apply)."""
+    """JSON with a size limit checked before parsing. DRF reads request.body,
+    which Django caps at its own, larger DATA_UPLOAD_MAX_MEMORY_SIZE with an
+    HTML 400: a view posting a body reads it first with
+    intake_limits.request_body_read."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.INTAKE_MAX_BODY_BYTES
-        message = f"The request body is larger than {limit} bytes."
+        message = intake_limits.body_too_large_message()
         request = (parser_context or {}).get("request")
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
@@ -233,13 +230,22 @@ GROUP_EXAMPLE = {
 }
 
 _ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Malformed JSON, wrong types, unknown client/clinician/template"),
+    400: OpenApiResponse(
+        ErrorSerializer,
+        description="Malformed JSON, wrong types, unknown client/clinician/template, or a broken limit: more than "
+        f"{settings.INTAKE_MAX_EXTRA_FIELDS} extra fields (INTAKE_MAX_EXTRA_FIELDS), a field name over "
+        f"{intake_limits.MAX_KEY_LENGTH} characters, nesting deeper than {MAX_DEPTH}, invalid Unicode "
+        "(a lone surrogate) or a control character",
+    ),
     401: OpenApiResponse(ErrorSerializer, description="Missing, invalid, revoked or expired API key"),
     403: OpenApiResponse(ErrorSerializer, description="Not an AI source"),
     404: OpenApiResponse(ErrorSerializer, description="No such draft for this AI source"),
     406: OpenApiResponse(ErrorSerializer, description="Only application/json answers are offered"),
     409: OpenApiResponse(ErrorSerializer, description="No group participant has active consent"),
-    413: OpenApiResponse(ErrorSerializer, description="Body larger than the limit (1 MiB by default)"),
+    413: OpenApiResponse(
+        ErrorSerializer,
+        description="Body larger than INTAKE_MAX_BODY_BYTES (1 MiB by default), with or without Content-Length",
+    ),
     415: OpenApiResponse(ErrorSerializer, description="Send application/json"),
     422: OpenApiResponse(ErrorSerializer, description="Idempotency key already used for a different draft"),
 }
@@ -290,6 +296,7 @@ class DraftCreateApi(IntakeApiView):
         idempotency_key = request.headers.get("Idempotency-Key", "").strip()
         if idempotency_key and not KEY_PATTERN.match(idempotency_key):
             raise exceptions.ValidationError({"idempotency_key": [KEY_MESSAGE]})
+        intake_limits.request_body_read(request._request)  # 413 beyond the limit, chunked or not
         data = intake_validate(request.data)
         key = request.auth
         use = {"api_key": key.prefix, "method": request.method, "path": request.path}

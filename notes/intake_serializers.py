@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
+from notes.intake_limits import payload_limits_check
 from notes.mapping import RISK_LEVELS
 from notes.models import Draft
 
@@ -258,6 +259,9 @@ def intake_validate(data) -> dict:
     error (DRF shape, flattened to dotted paths by the API)."""
     if not isinstance(data, dict):
         raise serializers.ValidationError({"body": ["Send one JSON object."]})
+    # First, and alone: a lone surrogate must not reach the serializer, whose
+    # errors may quote the value back (and then fail to encode).
+    payload_limits_check(data)
     serializer = DraftInputSerializer(data=data)
     valid = serializer.is_valid()
     errors = flatten_errors(serializer.errors) if not valid else {}
