@@ -231,8 +231,12 @@ class Alert(models.Model):
 
 
 class SandboxResource(models.Model):
-    """What the built-in sandbox EHR stores (integrations.sandbox)."""
+    """What the built-in sandbox EHR stores (integrations.sandbox), per
+    practice: a request sees only the data of the practice whose sandbox
+    connection's credentials it carries."""
 
+    # Sandbox data is synthetic and goes with its practice.
+    practice = models.ForeignKey("notes.Practice", on_delete=models.CASCADE, related_name="+")
     resource_type = models.CharField(max_length=40)
     logical_id = models.CharField(max_length=64)
     identifier_system = models.CharField(max_length=300, blank=True)
@@ -242,11 +246,17 @@ class SandboxResource(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["resource_type", "logical_id"], name="sandbox_unique_id"),
+            # Patient ids come from the practice (PUT), so two practices may use the same one.
+            models.UniqueConstraint(
+                fields=["practice", "resource_type", "logical_id"], name="sandbox_practice_unique_id"
+            ),
         ]
         indexes = [
-            # Conditional create and search by identifier.
-            models.Index(fields=["resource_type", "identifier_system", "identifier_value"], name="sandbox_ident_idx"),
+            # Conditional create and search by identifier, within the practice.
+            models.Index(
+                fields=["practice", "resource_type", "identifier_system", "identifier_value"],
+                name="sandbox_practice_ident_idx",
+            ),
         ]
 
 

@@ -35,6 +35,7 @@ from integrations.errors import (
 )
 from integrations.mapping import mapping_default_document, mapping_validate, rest_patient_errors
 from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection, FieldMapping
+from integrations.sandbox.access import sandbox_credentials_issue
 from integrations.transports import fhir as fhir_transport
 from integrations.transports import mllp as mllp_transport
 from integrations.transports import rest as rest_transport
@@ -572,7 +573,9 @@ def connection_create(
     actor=None,
 ) -> EHRConnection:
     """Raises ConnectionInvalid for a URL off loopback without TLS, or a
-    sandbox-kind connection not marked sandbox. `patient_query_url` (HL7
+    sandbox-kind connection not marked sandbox, with credentials of the
+    admin's own, or while the built-in sandbox is off. A sandbox-kind
+    connection gets a bearer token issued here. `patient_query_url` (HL7
     only) is the IHE PDQ supplier; blank means base_url answers it."""
     if kind not in EHRConnection.Kind.values:
         raise ConnectionInvalid(f"Unknown connection kind {kind!r}.", field="kind")
@@ -586,6 +589,11 @@ def connection_create(
             raise ConnectionInvalid("Only HL7 connections use a patient query address.", field="patient_query_url")
     if kind == EHRConnection.Kind.SANDBOX and not is_sandbox:
         raise ConnectionInvalid("The built-in sandbox is a sandbox connection.", field="is_sandbox")
+    if kind == EHRConnection.Kind.SANDBOX:
+        if not settings.SANDBOX_EHR_ENABLED:
+            raise ConnectionInvalid("The built-in sandbox is off on this server (SANDBOX_EHR_ENABLED).", field="kind")
+        # The sandbox answers only to the token it issues here (integrations.sandbox.access).
+        auth_kind, secrets = sandbox_credentials_issue(auth_kind=auth_kind, secrets_given=secrets)
     if auth_kind in (EHRConnection.Auth.SMART, EHRConnection.Auth.CLIENT_SECRET) and token_url:
         url_check(token_url)
     # The egress policy, here as a form error; every connect checks again.

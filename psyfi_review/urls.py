@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django_otp.admin import OTPAdminSite
@@ -18,7 +19,8 @@ urlpatterns = [
         name="api_schema",
     ),
     path("integrations/", include("integrations.urls")),
-    path("sandbox/fhir/", include("integrations.sandbox.urls")),
+    # The built-in sandbox EHR: demo and tests only (off in settings_production).
+    *([path("sandbox/fhir/", include("integrations.sandbox.urls"))] if settings.SANDBOX_EHR_ENABLED else []),
     path("audit/", include("audit.urls")),
     path("", include("notes.urls")),
 ]

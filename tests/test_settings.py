@@ -27,6 +27,8 @@ def test_production_profile_passes_check_deploy_without_warnings():
             "SECRET_KEY": "x" * 20 + "production-secret-with-enough-entropy-1234567890",
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/psyfi",
             "ALLOWED_HOSTS": "notes.example.org",
+            "PSYFI_CREDENTIALS_KEYS": "Bo8xbHk7J1sUIg6bEsYNCmxfCylbh1p_w4Yh7kNSA3w=",
+            "PSYFI_IDENTIFIER_SYSTEM": "https://notes.example.org/fhir/note-id",
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,8 +3,12 @@ It validates what it receives with fhir.resources (R4B), stores it in
 SandboxResource, supports conditional create (If-None-Exist) and search by
 identifier, and injects the faults set in SandboxFaults: 503 with
 Retry-After, 429, slow answers, the connection dropped after the write
-committed, and Patient.birthDate renamed (an EHR schema change)."""
+committed, and Patient.birthDate renamed (an EHR schema change).
 
+Every request carries the credentials of a sandbox connection (401
+otherwise), and sees only the data of that connection's practice."""
+
+import functools
 import json
 import random
 import socket
@@ -18,6 +22,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from integrations.models import SandboxFaults, SandboxResource
+from integrations.sandbox.access import sandbox_connection_authenticate
 
 FHIR_JSON = "application/fhir+json"
 WRITABLE = {"DocumentReference", "Provenance", "Patient"}
@@ -36,6 +41,25 @@ def _outcome(status: int, code: str, diagnostics: str, **headers) -> JsonRespons
         "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
     }
     return _fhir(body, status, **headers)
+
+
+def sandbox_endpoint(view):
+    """Authenticate as a sandbox connection, then call view(request, practice, ...)."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        connection = sandbox_connection_authenticate(authorization=request.headers.get("Authorization", ""))
+        if connection is None:
+            return _outcome(
+                401,
+                "login",
+                "Sandbox: send the bearer token of a sandbox EHR connection (Authorization: Bearer ...).",
+                WWW_Authenticate='Bearer realm="psyfi-review sandbox EHR"',
+            )
+        return view(request, connection.practice, *args, **kwargs)
+
+    return wrapper
 
 
 def _faults_before(faults: SandboxFaults) -> HttpResponse | None:
@@ -100,8 +124,8 @@ def _capability(faults: SandboxFaults) -> dict:
     }
 
 
-@csrf_exempt
-def metadata(request: HttpRequest) -> HttpResponse:
+@sandbox_endpoint
+def metadata(request: HttpRequest, practice) -> HttpResponse:
     return _fhir(_capability(SandboxFaults.current()))
 
 
@@ -129,8 +153,8 @@ def _present(obj: SandboxResource, faults: SandboxFaults) -> dict:
     return body
 
 
-def _search(resource_type: str, request: HttpRequest) -> list[SandboxResource]:
-    qs = SandboxResource.objects.filter(resource_type=resource_type).order_by("pk")
+def _search(practice, resource_type: str, request: HttpRequest) -> list[SandboxResource]:
+    qs = SandboxResource.objects.filter(practice=practice, resource_type=resource_type).order_by("pk")
     token = request.GET.get("identifier")
     if token:
         system, _, value = token.rpartition("|")
@@ -147,13 +171,13 @@ def _search(resource_type: str, request: HttpRequest) -> list[SandboxResource]:
     return results
 
 
-@csrf_exempt
-def type_endpoint(request: HttpRequest, resource_type: str) -> HttpResponse:
+@sandbox_endpoint
+def type_endpoint(request: HttpRequest, practice, resource_type: str) -> HttpResponse:
     faults = SandboxFaults.current()
     if resource_type not in WRITABLE:
         return _outcome(404, "not-supported", f"Sandbox: {resource_type} is not supported.")
     if request.method == "GET":
-        matches = _search(resource_type, request)
+        matches = _search(practice, resource_type, request)
         return _fhir(
             {
                 "resourceType": "Bundle",
@@ -186,7 +210,7 @@ def type_endpoint(request: HttpRequest, resource_type: str) -> HttpResponse:
             c_system, _, c_value = token.rpartition("|")
             existing = list(
                 SandboxResource.objects.select_for_update().filter(
-                    resource_type=resource_type, identifier_system=c_system, identifier_value=c_value
+                    practice=practice, resource_type=resource_type, identifier_system=c_system, identifier_value=c_value
                 )[:2]
             )
             if len(existing) > 1:
@@ -197,6 +221,7 @@ def type_endpoint(request: HttpRequest, resource_type: str) -> HttpResponse:
         body["id"] = logical_id
         body.setdefault("meta", {})["versionId"] = "1"
         obj = SandboxResource.objects.create(
+            practice=practice,
             resource_type=resource_type,
             logical_id=logical_id,
             identifier_system=system,
@@ -208,8 +233,10 @@ def type_endpoint(request: HttpRequest, resource_type: str) -> HttpResponse:
     return _fhir(obj.body, 201, Location=f"{resource_type}/{logical_id}/_history/1", ETag='W/"1"')
 
 
-@csrf_exempt
-def instance_endpoint(request: HttpRequest, resource_type: str, logical_id: str, version: str = "") -> HttpResponse:
+@sandbox_endpoint
+def instance_endpoint(
+    request: HttpRequest, practice, resource_type: str, logical_id: str, version: str = ""
+) -> HttpResponse:
     faults = SandboxFaults.current()
     if request.method == "PUT" and resource_type == "Patient":
         # Seeding synthetic patients (demo setup and tests): update-as-create.
@@ -223,31 +250,33 @@ def instance_endpoint(request: HttpRequest, resource_type: str, logical_id: str,
         problem = _validate("Patient", body)
         if problem:
             return _outcome(422, "invalid", f"Sandbox: {problem}")
-        sandbox_patient_put(logical_id=logical_id, body=body)
+        sandbox_patient_put(practice=practice, logical_id=logical_id, body=body)
         return _fhir(body, 200)
     if request.method != "GET":
         return _outcome(405, "not-supported", "Sandbox: read only.")
     failure = _faults_before(faults)
     if failure is not None:
         return failure
-    obj = SandboxResource.objects.filter(resource_type=resource_type, logical_id=logical_id).first()
+    obj = SandboxResource.objects.filter(practice=practice, resource_type=resource_type, logical_id=logical_id).first()
     if obj is None and resource_type == "Patient":
-        obj = _mirrored_patient(logical_id)
+        obj = _mirrored_patient(practice, logical_id)
     if obj is None:
         return _outcome(404, "not-found", f"Sandbox: no {resource_type}/{logical_id}.")
     return _fhir(_present(obj, faults))
 
 
-def _mirrored_patient(logical_id: str) -> SandboxResource | None:
-    """The sandbox knows every synthetic client that names it as its EHR
-    record, so demo clients added later can be delivered without seeding.
-    Real clients are never mirrored."""
+def _mirrored_patient(practice, logical_id: str) -> SandboxResource | None:
+    """The sandbox knows every synthetic client of the practice that names it
+    as its EHR record, so demo clients added later can be delivered without
+    seeding. Real clients, and other practices' clients, are never mirrored."""
     from notes.models import Client
 
-    client = Client.objects.filter(ehr_patient_id=logical_id, synthetic=True).first()
+    client = Client.objects.filter(practice=practice, ehr_patient_id=logical_id, synthetic=True).first()
     if client is None:
         return None
-    return SandboxResource(resource_type="Patient", logical_id=logical_id, body=patient_resource(client))
+    return SandboxResource(
+        practice=practice, resource_type="Patient", logical_id=logical_id, body=patient_resource(client)
+    )
 
 
 def patient_resource(client) -> dict:
@@ -261,15 +290,16 @@ def patient_resource(client) -> dict:
     }
 
 
-def sandbox_patient_put(*, logical_id: str, body: dict) -> SandboxResource:
+def sandbox_patient_put(*, practice, logical_id: str, body: dict) -> SandboxResource:
     system, value = _identifier(body)
     body = {**body, "id": logical_id, "resourceType": "Patient"}
     try:
         obj, _ = SandboxResource.objects.update_or_create(
+            practice=practice,
             resource_type="Patient",
             logical_id=logical_id,
             defaults={"body": body, "identifier_system": system, "identifier_value": value},
         )
     except IntegrityError:  # a concurrent PUT of the same id won
-        obj = SandboxResource.objects.get(resource_type="Patient", logical_id=logical_id)
+        obj = SandboxResource.objects.get(practice=practice, resource_type="Patient", logical_id=logical_id)
     return obj

@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from integrations.builders.fhir import documentreference_build
+from integrations.crypto import secret_decrypt
 from integrations.models import Delivery, EHRConnection, SandboxFaults, SandboxResource
 from integrations.services import (
     connection_create,
@@ -16,6 +17,31 @@ from integrations.services import (
 )
 
 FHIR = "application/fhir+json"
+
+
+def bearer(connection: EHRConnection) -> dict:
+    """The Authorization header the sandbox issued to this connection."""
+    return {"Authorization": f"Bearer {secret_decrypt(connection.credentials_encrypted)['token']}"}
+
+
+@pytest.fixture
+def sandbox_auth(world) -> dict:
+    """The world practice's sandbox connection: its Authorization header."""
+    connection = connection_create(
+        practice=world.practice,
+        name="Sandbox",
+        kind=EHRConnection.Kind.SANDBOX,
+        base_url="http://127.0.0.1:8000/sandbox/fhir",
+        is_sandbox=True,
+    )
+    return bearer(connection)
+
+
+@pytest.fixture
+def client(client, sandbox_auth):
+    """Django's test client, speaking as the world practice's sandbox connection."""
+    client.defaults.update({"HTTP_AUTHORIZATION": sandbox_auth["Authorization"]})
+    return client
 
 
 def post(client, resource: dict, **headers):
@@ -123,7 +149,11 @@ def test_delivery_to_the_sandbox_over_http_with_schema_drift_and_dropped_answers
     provenance = SandboxResource.objects.get(resource_type="Provenance")
     assert provenance.body["target"] == [{"reference": f"DocumentReference/{stored.logical_id}"}]
     # A synthetic patient the sandbox mirrors can be read over HTTP too.
-    patient = requests.get(f"{live_server.url}/sandbox/fhir/Patient/{delivery.note.client.ehr_patient_id}", timeout=5)
+    patient = requests.get(
+        f"{live_server.url}/sandbox/fhir/Patient/{delivery.note.client.ehr_patient_id}",
+        headers=bearer(connection),
+        timeout=5,
+    )
     assert patient.json()["birthDate"] == delivery.note.client.date_of_birth.isoformat()
 
 
