@@ -25,6 +25,7 @@ from audit.services import HASHED_COLUMNS, PG_CANONICAL, audit_canonical
 
 GENESIS = "0" * 64
 _CHUNK = 5000
+_IN_CHUNK = 900  # values per IN (...): under SQLite's oldest limit on bound parameters
 # Below this many events one process is quicker than starting several.
 PARALLEL_MIN_EVENTS = 200_000
 
@@ -279,9 +280,9 @@ def audit_anchor_verify(*, practice_id: int, sink: list[Checkpoint], keys: dict)
         by_seq[checkpoint.seq].append(checkpoint)
     seqs = sorted(by_seq)
     chain = {}
-    for lo in range(0, len(seqs), _CHUNK):
+    for lo in range(0, len(seqs), _IN_CHUNK):
         chain.update(
-            AuditEvent.objects.filter(practice_id=practice_id, seq__in=seqs[lo : lo + _CHUNK]).values_list(
+            AuditEvent.objects.filter(practice_id=practice_id, seq__in=seqs[lo : lo + _IN_CHUNK]).values_list(
                 "seq", "hash"
             )
         )

@@ -28,6 +28,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,6 +75,9 @@ def _drop_database() -> None:
 def _setup_django(url: str) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "psyfi_review.settings")
+    # An anchor sink of the bench database's own: the demo's checkpoints in
+    # var/ are of another database, and audit_verify would report them.
+    os.environ["AUDIT_ANCHOR_DIR"] = tempfile.mkdtemp(prefix="psyfi-bench-anchors-")
     import django
 
     django.setup()

@@ -247,7 +247,7 @@ def test_checkpoints_sign_the_chain_head_once_and_land_in_the_table_and_the_sink
     out = StringIO()
     call_command("audit_verify", stdout=out)
     assert f"{world.practice.slug}: " in out.getvalue()
-    assert f"1 checkpoint agree, the last at seq {row.seq}" in out.getvalue()
+    assert f"1 checkpoint agrees, the last at seq {row.seq}" in out.getvalue()
 
 
 def test_no_checkpoint_is_stored_when_the_sink_cannot_be_written(world, anchor, settings, tmp_path):

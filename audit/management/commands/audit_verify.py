@@ -76,7 +76,7 @@ class Command(BaseCommand):
                 agreed = "no checkpoints yet"
             else:
                 agreed = (
-                    f"{anchors.checkpoints} checkpoint{'s' if anchors.checkpoints != 1 else ''} agree, the last "
+                    f"{anchors.checkpoints} checkpoint{'s agree' if anchors.checkpoints != 1 else ' agrees'}, the last "
                     f"at seq {anchors.last.seq} signed {anchors.last.signed_at.isoformat()}"
                 )
             self.stdout.write(f"{p.slug}: {report.events} events, chain intact; {agreed} ({elapsed:.2f}s)")
