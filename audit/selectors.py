@@ -8,7 +8,7 @@ see is "not found" (404), as in notes.selectors.
 
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -48,10 +48,20 @@ def note_lineage(note: Note) -> QuerySet[Note]:
     return Note.objects.filter(practice_id=note.practice_id, lineage=note.lineage).order_by("version")
 
 
+# Client events that bear on every note of the client: a note signed before a
+# revocation stays signed, and its timeline shows when consent changed.
+CLIENT_EVENTS_ON_NOTE_TIMELINES = ("consent.record", "consent.revoke")
+
+
 def note_timeline(*, note: Note) -> QuerySet[AuditEvent]:
-    """Everything that happened to any version of the note, in chain order."""
+    """Everything that happened to any version of the note, in chain order,
+    and the client's consent changes since the note was drafted."""
+    lineage = note_lineage(note)
+    drafted_at = lineage.order_by("created_at").values_list("created_at", flat=True).first()
+    client_events = Q(client_id=note.client_id, action__in=CLIENT_EVENTS_ON_NOTE_TIMELINES, created_at__gte=drafted_at)
     return (
-        AuditEvent.objects.filter(practice_id=note.practice_id, note__in=note_lineage(note).values("pk"))
+        AuditEvent.objects.filter(practice_id=note.practice_id)
+        .filter(Q(note__in=lineage.values("pk")) | client_events)
         .select_related("note")
         .order_by("seq")
     )

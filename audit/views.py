@@ -19,7 +19,18 @@ from audit.services import actor_person, audit_phi_access, audit_record
 from notes.roles import Role, membership_of
 from notes.views import member_required
 
-_STATE_KEYS = ("state", "version", "reason", "superseded_by", "content_hash", "resolution", "kind")
+_STATE_KEYS = (
+    "state",
+    "version",
+    "reason",
+    "superseded_by",
+    "content_hash",
+    "resolution",
+    "kind",
+    "blocked_cause",
+    "revoked_at",
+    "consented_on",
+)
 
 
 def _summary(event: AuditEvent) -> str:

@@ -29,10 +29,9 @@ from notes.models import (
     NoteTemplate,
     NoteTemplateVersion,
 )
-from notes.services import draft_ingest, practice_vocabulary_sql, vocabulary_from_json
+from notes.services import NO_CONSENT_REASON, draft_ingest, practice_vocabulary_sql, vocabulary_from_json
 
 DEFAULT_TEMPLATE_KEY = "soap"
-NO_CONSENT = "The client has no active consent to AI-assisted documentation."
 
 
 class UnknownReference(DomainError):
@@ -164,7 +163,7 @@ def _group_units(
     units, skipped = [], []
     for i, client in enumerate(clients):
         if not _has_consent(client):
-            skipped.append({"client": client.pk, "reason": NO_CONSENT})
+            skipped.append({"client": client.pk, "reason": NO_CONSENT_REASON})
             continue
         own = {k: v for k, v in raw_participants[i].items() if k not in ("client", "name")}
         unit_payload = {

@@ -278,11 +278,19 @@ class Note(models.Model):
     version = models.PositiveIntegerField(default=1)
     amends = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="amended_by")
     amendment_reason = models.TextField(blank=True)
+
+    class BlockedCause(models.TextChoices):
+        # Kept apart from the reason's wording so that lifting a block (consent
+        # recorded again) touches only the notes blocked for that cause.
+        NO_CONSENT = "no_consent", "No consent when the draft arrived"
+        CONSENT_REVOKED = "consent_revoked", "Consent revoked while the draft was open"
+
     state = models.CharField(max_length=12, choices=State.choices, default=State.DRAFT)
     high_risk = models.BooleanField(default=False)
     blocked_reason = models.CharField(
         max_length=200, blank=True, help_text="Why this note cannot be signed (e.g. no consent)"
     )
+    blocked_cause = models.CharField(max_length=20, choices=BlockedCause.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     signed_at = models.DateTimeField(null=True, blank=True)
@@ -305,6 +313,11 @@ class Note(models.Model):
             models.CheckConstraint(
                 condition=~Q(state="discarded") | ~Q(discarded_reason=""),
                 name="note_discarded_has_reason",
+            ),
+            # A block always says why, to the clinician and to the code that lifts it.
+            models.CheckConstraint(
+                condition=Q(blocked_reason="", blocked_cause="") | (~Q(blocked_reason="") & ~Q(blocked_cause="")),
+                name="note_blocked_has_reason_and_cause",
             ),
         ]
         indexes = [

@@ -137,6 +137,7 @@ def review_queue_filtered(
         "state",
         "high_risk",
         "blocked_reason",
+        "blocked_cause",
         "open_flags",
         "client_id",
         "client__given_name",

@@ -10,10 +10,11 @@ import functools
 import hashlib
 import json
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
@@ -87,7 +88,12 @@ def _require_note_clinician(note: Note, actor) -> None:
 
 
 def _lock(note: Note) -> Note:
-    return Note.objects.select_for_update().select_related("client", "template_version__template").get(pk=note.pk)
+    # of=self: lock the note row only, not the client and template rows the join reads.
+    return (
+        Note.objects.select_for_update(of=("self",))
+        .select_related("client", "template_version__template")
+        .get(pk=note.pk)
+    )
 
 
 # --- practice set-up -------------------------------------------------------------------------------
@@ -208,15 +214,68 @@ def client_create(
     return client
 
 
+NO_CONSENT_REASON = "The client has no active consent to AI-assisted documentation."
+OPEN_STATES = (S.DRAFT, S.IN_REVIEW)
+
+
+def _consent_revoked_reason(*, client: Client, revoked_at: datetime) -> str:
+    local = timezone.localtime(revoked_at, ZoneInfo(client.practice.timezone))
+    return (
+        f"The client revoked consent to AI-assisted documentation on {local:%Y-%m-%d %H:%M %Z}. "
+        "This draft cannot be signed unless consent is recorded again."
+    )
+
+
+def _open_notes_lock(*, client: Client, causes: tuple[str, ...] | None = None) -> list[Note]:
+    """Lock the client's open notes, in id order. Lock order, shared by every
+    consent change and by note_sign: the note rows first, then the consent row.
+    A signing that already holds its note finishes first; one that comes later
+    waits, then reads the block."""
+    notes = (
+        Note.objects.select_for_update(of=("self",))
+        .select_related("draft")
+        .filter(client=client, state__in=OPEN_STATES)
+    )
+    if causes is not None:
+        notes = notes.filter(blocked_cause__in=causes)
+    return list(notes.order_by("pk"))
+
+
+def _note_block_set(*, note: Note, reason: str, cause: str, actor) -> None:
+    before = {"blocked_reason": note.blocked_reason, "blocked_cause": note.blocked_cause}
+    note.blocked_reason, note.blocked_cause = reason, cause
+    note.save(update_fields=["blocked_reason", "blocked_cause", "updated_at"])
+    audit_record(
+        practice=note.practice,
+        actor=actor_person(actor),
+        action="note.block" if cause else "note.unblock",
+        obj=note,
+        note=note,
+        client=note.client,
+        before=before,
+        after={"blocked_reason": reason, "blocked_cause": cause},
+    )
+
+
 @transaction.atomic
 def consent_record(*, client: Client, consented_on: date, disclosure_version: str, actor) -> ClientConsent:
+    """Record the client's consent, and lift the consent blocks it answers:
+    every open note blocked by a revocation, and a note blocked at intake for
+    want of consent when the consent is dated on or before its session (the
+    form was signed in time and entered late). A draft of a session held
+    before the client consented stays blocked: consent is not retroactive."""
+    notes = _open_notes_lock(client=client, causes=(Note.BlockedCause.CONSENT_REVOKED, Note.BlockedCause.NO_CONSENT))
     if client.consents.filter(revoked_at__isnull=True).exists():
         raise DomainError("This client already has an active consent.", field="consented_on")
     consent = ClientConsent(
         client=client, consented_on=consented_on, disclosure_version=disclosure_version, recorded_by=actor
     )
     consent.full_clean()
-    consent.save()
+    try:
+        with transaction.atomic():
+            consent.save()
+    except IntegrityError:  # a second tab recorded one a moment ago (consent_one_active_per_client)
+        raise DomainError("This client already has an active consent.", field="consented_on") from None
     audit_record(
         practice=client.practice,
         actor=actor_person(actor),
@@ -225,20 +284,46 @@ def consent_record(*, client: Client, consented_on: date, disclosure_version: st
         client=client,
         after={"consented_on": consented_on, "disclosure_version": disclosure_version},
     )
+    practice_zone = ZoneInfo(client.practice.timezone)
+    for note in notes:
+        session_day = timezone.localtime(note.draft.session_start, practice_zone).date()
+        if note.blocked_cause == Note.BlockedCause.NO_CONSENT and consented_on > session_day:
+            continue
+        _note_block_set(note=note, reason="", cause="", actor=actor)
     return consent
 
 
 @transaction.atomic
 def consent_revoke(*, client: Client, actor) -> ClientConsent:
+    """Revoke the client's consent and block every open AI note of theirs in
+    the same transaction (invariant 9). Signed notes stay signed: a signed
+    note is a legal record, and revocation does not undo it."""
+    _open_notes_lock(client=client)
     consent = client.consents.select_for_update().filter(revoked_at__isnull=True).first()
     if consent is None:
         raise DomainError("This client has no active consent to revoke.")
-    consent.revoked_at = timezone.now()
+    now = timezone.now()
+    consent.revoked_at = now
     consent.revoked_by = actor
     consent.save(update_fields=["revoked_at", "revoked_by"])
+    # Read the open notes again: an intake that read the consent before us held
+    # it FOR SHARE (draft_ingest), so our update waited for it to commit, and
+    # only now are its notes visible.
+    notes = _open_notes_lock(client=client)
+    to_block = [note for note in notes if not note.blocked_cause]
     audit_record(
-        practice=client.practice, actor=actor_person(actor), action="consent.revoke", obj=consent, client=client
+        practice=client.practice,
+        actor=actor_person(actor),
+        action="consent.revoke",
+        obj=consent,
+        client=client,
+        after={"revoked_at": now},
+        detail={"blocked_notes": [note.pk for note in to_block]},
     )
+    reason = _consent_revoked_reason(client=client, revoked_at=now)
+    for note in to_block:
+        _note_block_set(note=note, reason=reason, cause=Note.BlockedCause.CONSENT_REVOKED, actor=actor)
+    consent.blocked_notes = to_block
     return consent
 
 
@@ -289,6 +374,22 @@ def vocabulary_from_json(text: str | None) -> InterventionVocabulary:
     return InterventionVocabulary({term: list(synonyms or []) for term, synonyms in rows})
 
 
+def _consent_hold(*, client_id: int) -> bool:
+    """Whether the client has an active consent, read inside the intake's
+    transaction. On PostgreSQL the consent row is held FOR SHARE until the
+    draft commits, so a revocation racing this intake waits for the note and
+    then blocks it (consent_revoke); it cannot slip in between our read and our
+    commit. (SQLite, the demo's database, lets one writer in at a time.)"""
+    if connection.vendor != "postgresql":
+        return ClientConsent.objects.filter(client_id=client_id, revoked_at__isnull=True).exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {ClientConsent._meta.db_table} WHERE client_id = %s AND revoked_at IS NULL FOR SHARE",  # noqa: S608
+            [client_id],
+        )
+        return cursor.fetchone() is not None
+
+
 @transaction.atomic
 def draft_ingest(
     *,
@@ -313,8 +414,9 @@ def draft_ingest(
 
     A client without active consent still gets the draft stored (nothing is
     lost), but the note is blocked and cannot be signed (invariant 9).
-    has_consent and vocabulary may be passed when the caller has just read
-    them (the intake API, to save queries); audit_detail is added to the note.draft event
+    has_consent=False (the caller has just read that there is none) saves the
+    locking re-read; vocabulary may be passed when the caller has just read it
+    (the intake API, to save a query); audit_detail is added to the note.draft event
     (the intake API records the API key used there).
     """
     # Each row is written with its history row in one statement (audit.history_writes).
@@ -343,8 +445,8 @@ def draft_ingest(
         vocabulary=vocabulary if vocabulary is not None else practice_vocabulary(practice_id=ai_source.practice_id),
         other_participant_names=list(other_participant_names),
     )
-    if has_consent is None:
-        has_consent = client.consents.filter(revoked_at__isnull=True).exists()
+    if has_consent is not False:
+        has_consent = _consent_hold(client_id=client.pk)
     [note] = create_with_history(
         Note,
         [
@@ -355,7 +457,8 @@ def draft_ingest(
                 clinician=clinician,
                 template_version=template_version,
                 high_risk=mapped.high_risk,
-                blocked_reason="" if has_consent else "The client has no active consent to AI-assisted documentation.",
+                blocked_reason="" if has_consent else NO_CONSENT_REASON,
+                blocked_cause="" if has_consent else Note.BlockedCause.NO_CONSENT,
             )
         ],
     )
@@ -537,8 +640,10 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
         raise StepUpRequired("Enter a code from your authenticator to sign.")
     if note.blocked_reason:
         raise SignBlocked(note.blocked_reason)
+    # Checked again at the moment of signing, not only through the block: a
+    # draft stored while a revocation committed may not carry one.
     if not note.client.consents.filter(revoked_at__isnull=True).exists():
-        raise SignBlocked("The client has no active consent to AI-assisted documentation.")
+        raise SignBlocked(NO_CONSENT_REASON)
     open_flags = note.flags.filter(resolved_at__isnull=True).count()
     if open_flags:
         raise SignBlocked(f"Resolve the {open_flags} open flag{'s' if open_flags > 1 else ''} before signing.")

@@ -173,8 +173,14 @@ def client_consent(request: HttpRequest, client_id: int) -> HttpResponse:
     client = selectors.client_get_for_user(user=request.user, client_id=client_id)
     try:
         if request.POST.get("action") == "revoke":
-            services.consent_revoke(client=client, actor=request.user)
-            messages.success(request, "Consent revoked. New AI drafts for this client will be blocked.")
+            consent = services.consent_revoke(client=client, actor=request.user)
+            blocked = len(consent.blocked_notes)
+            messages.success(
+                request,
+                f"Consent revoked. {blocked} open AI draft{'' if blocked == 1 else 's'} of this client "
+                f"{'is' if blocked == 1 else 'are'} now blocked, and new ones will be blocked too. "
+                "Signed notes stay signed.",
+            )
         else:
             form = ConsentForm(request.POST)
             if not form.is_valid():
