@@ -11,6 +11,7 @@ The EHRs here are real servers on loopback. The test profile allows loopback
 server that is really listening, which then holds no connection at all.
 """
 
+import asyncio
 import datetime
 import os
 import re
@@ -438,6 +439,45 @@ def test_tls_goes_to_the_checked_address_with_sni_and_certificate_check_on_the_n
     # Same address, another name: the certificate does not match, and verification says so.
     with pytest.raises(requests.exceptions.SSLError):
         http_session().get(f"https://other.egress.test:{tls_ehr.port}/metadata", verify=tls_ehr.ca, timeout=5)
+
+
+def test_mllp_over_tls_dials_the_checked_address_and_names_the_host(monkeypatch, tmp_path):
+    cert_path, key_path = _certificate(tmp_path, "ehr.egress.test")
+    sni: list[str] = []
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_path, key_path)
+    server_context.sni_callback = lambda sock, name, ctx: sni.append(name)
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+
+    def serve():
+        for _ in range(2):
+            conn, _ = listening.accept()
+            try:
+                with server_context.wrap_socket(conn, server_side=True) as tls:
+                    tls.sendall(b"hello")
+            except (ssl.SSLError, OSError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    lookups = []
+    monkeypatch.setattr(egress, "resolver", lambda host, port: lookups.append(host) or ["127.0.0.1"])
+    client_context = ssl.create_default_context(cafile=str(cert_path))
+
+    async def exchange(host):
+        reader, writer = await egress.stream_open(asyncio.open_connection, host, port, ssl=client_context)
+        try:
+            return await reader.read(5)
+        finally:
+            writer.close()
+
+    try:
+        assert asyncio.run(exchange("ehr.egress.test")) == b"hello"
+        assert sni == ["ehr.egress.test"] and lookups == ["ehr.egress.test"]
+        with pytest.raises(ssl.SSLCertVerificationError):
+            asyncio.run(exchange("other.egress.test"))
+    finally:
+        listening.close()
 
 
 # ---------------------------------------------------------------- redirects
