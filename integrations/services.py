@@ -42,6 +42,7 @@ from integrations.transports import rest as rest_transport
 from integrations.transports.base import Outcome, connection_problem, failed, url_check
 from notes.errors import NotPermitted
 from notes.models import Membership, Note, NoteTemplate, NoteTemplateVersion
+from psyfi_review.db_retry import retry_once_on_conflict
 
 logger = logging.getLogger(__name__)
 S = Delivery.State
@@ -411,6 +412,7 @@ def _content_hash(resource: dict) -> str:
     return ""
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -> SendResult:
     now = timezone.now()

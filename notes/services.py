@@ -4,6 +4,13 @@ One function per transition. Each takes keyword-only arguments and the actor,
 runs in one transaction, checks the note's state against TRANSITIONS, raises a
 domain error a clinician can read, and writes its AuditEvent in the same
 transaction. Nothing else changes a note's state.
+
+Lock order, everywhere: the note rows (FOR NO KEY UPDATE, of the note only; in
+id order when there are several), then the client's consent row, then section
+and flag rows, and the practice's audit chain head last (audit_record is a
+transaction's last write, or followed only by rows nobody else locks). A
+transaction PostgreSQL still aborts for a deadlock or serialization failure
+runs once more (psyfi_review.db_retry).
 """
 
 import functools
@@ -40,6 +47,7 @@ from notes.models import (
 )
 from notes.roles import Role, membership_of
 from notes.vocabulary import InterventionVocabulary
+from psyfi_review.db_retry import retry_once_on_conflict
 
 S = Note.State
 
@@ -88,9 +96,12 @@ def _require_note_clinician(note: Note, actor) -> None:
 
 
 def _lock(note: Note) -> Note:
-    # of=self: lock the note row only, not the client and template rows the join reads.
+    # The note row only (of=self), not the client and template rows the join
+    # reads; and FOR NO KEY UPDATE, which lets others insert rows that refer to
+    # the note or client meanwhile (the worker's audit events do, while holding
+    # the chain head: a FOR UPDATE here deadlocked with it). Lock order: module docstring.
     return (
-        Note.objects.select_for_update(of=("self",))
+        Note.objects.select_for_update(of=("self",), no_key=True)
         .select_related("client", "template_version__template")
         .get(pk=note.pk)
     )
@@ -232,7 +243,7 @@ def _open_notes_lock(*, client: Client, causes: tuple[str, ...] | None = None) -
     A signing that already holds its note finishes first; one that comes later
     waits, then reads the block."""
     notes = (
-        Note.objects.select_for_update(of=("self",))
+        Note.objects.select_for_update(of=("self",), no_key=True)
         .select_related("draft")
         .filter(client=client, state__in=OPEN_STATES)
     )
@@ -257,6 +268,7 @@ def _note_block_set(*, note: Note, reason: str, cause: str, actor) -> None:
     )
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def consent_record(*, client: Client, consented_on: date, disclosure_version: str, actor) -> ClientConsent:
     """Record the client's consent, and lift the consent blocks it answers:
@@ -293,13 +305,14 @@ def consent_record(*, client: Client, consented_on: date, disclosure_version: st
     return consent
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def consent_revoke(*, client: Client, actor) -> ClientConsent:
     """Revoke the client's consent and block every open AI note of theirs in
     the same transaction (invariant 9). Signed notes stay signed: a signed
     note is a legal record, and revocation does not undo it."""
     _open_notes_lock(client=client)
-    consent = client.consents.select_for_update().filter(revoked_at__isnull=True).first()
+    consent = client.consents.select_for_update(no_key=True).filter(revoked_at__isnull=True).first()
     if consent is None:
         raise DomainError("This client has no active consent to revoke.")
     now = timezone.now()
@@ -516,6 +529,7 @@ def draft_ingest(
 # --- review transitions ----------------------------------------------------------------------------
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def note_open(*, note: Note, actor) -> Note:
     """The clinician opens a draft: it is now in review. Viewing by others is
@@ -540,12 +554,13 @@ def note_open(*, note: Note, actor) -> Note:
     return note
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def note_edit_section(*, note: Note, section_key: str, text: str, codes: list | None = None, actor) -> NoteSection:
     note = _lock(note)
     _require_note_clinician(note, actor)
     new_state = _next_state(note, "edit")
-    section = note.sections.select_for_update().filter(key=section_key).first()
+    section = note.sections.select_for_update(no_key=True).filter(key=section_key).first()
     if section is None:
         raise DomainError(f"This note has no section “{section_key}”.", field="section")
     before = {"text": section.text, "codes": section.codes}
@@ -573,12 +588,13 @@ def note_edit_section(*, note: Note, section_key: str, text: str, codes: list | 
     return section
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def flag_resolve(*, flag: Flag, resolution: str, actor) -> Flag:
     note = _lock(flag.note)
     _require_note_clinician(note, actor)
     new_state = _next_state(note, "resolve_flag")
-    flag = Flag.objects.select_for_update().get(pk=flag.pk)
+    flag = Flag.objects.select_for_update(no_key=True).get(pk=flag.pk)
     if flag.resolved_at is not None:
         raise DomainError("This flag is already resolved.")
     if not resolution.strip():
@@ -621,6 +637,7 @@ def note_content_hash(note: Note) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime | None = None) -> Note:
     """Sign the note, and in the same transaction write its Delivery row.
@@ -686,6 +703,7 @@ def _note_supersede(*, note: Note, by: Note, actor) -> None:
     )
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def note_discard(*, note: Note, reason: str, actor) -> Note:
     note = _lock(note)
@@ -710,6 +728,7 @@ def note_discard(*, note: Note, reason: str, actor) -> Note:
     return note
 
 
+@retry_once_on_conflict
 @transaction.atomic
 def note_amend(*, note: Note, reason: str, actor) -> Note:
     """Start an amendment: a new version in review, copied from the signed one.
