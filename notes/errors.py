@@ -35,3 +35,16 @@ class SignBlocked(DomainError):
 
 class StepUpRequired(SignBlocked):
     field = "otp_token"
+
+
+class SectionConflict(DomainError):
+    """A save named a section version older than the one stored: the section
+    was saved meanwhile (another tab or device). Carries the stored section
+    so the clinician can compare both texts and choose; nothing is written."""
+
+    status_code = 409
+    field = "text"
+
+    def __init__(self, message: str, *, section):
+        super().__init__(message)
+        self.section = section

@@ -351,6 +351,11 @@ class NoteSection(models.Model):
     codes = models.JSONField(default=list, blank=True)
     ai_codes = models.JSONField(default=list, blank=True)
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.AI)
+    # Raised by one on every saved change (notes.services.note_edit_section). A
+    # save must name the version it started from: two tabs or devices editing
+    # one section then get a conflict to resolve instead of the later autosave
+    # silently overwriting the earlier one.
+    version = models.PositiveIntegerField(default=1)
     history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     class Meta:

@@ -22,9 +22,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import audit_phi_access
 from notes import review_services, selectors, services
-from notes.errors import DomainError
+from notes.errors import DomainError, SectionConflict
 from notes.forms import ReasonForm, StepUpForm
-from notes.mapping import _as_text
+from notes.mapping import _as_text, code_corrections
 from notes.models import Flag, Note, TemplateSection
 from notes.review_diff import text_diff
 from notes.roles import Role
@@ -41,6 +41,9 @@ class SectionTextForm(forms.Form):
     # strip=False: whitespace is the clinician's, and an autosave that
     # trimmed it would record an edit nobody made.
     text = forms.CharField(required=False, strip=False, max_length=MAX_SECTION_CHARS)
+    # The section version the page started from. Optional so that a page
+    # loaded before versions existed still saves; the page always sends it.
+    version = forms.IntegerField(required=False, min_value=1)
 
 
 class PlaceForm(forms.Form):
@@ -49,6 +52,10 @@ class PlaceForm(forms.Form):
 
 class FixCodeForm(forms.Form):
     code = forms.CharField(max_length=10)
+
+
+class ChooseTermForm(forms.Form):
+    term = forms.CharField(max_length=200)
 
 
 class AcknowledgeForm(forms.Form):
@@ -117,10 +124,21 @@ def _review_url(note_id: int, anchor: str = "") -> str:
 
 
 def _section_diffs(note: Note) -> list[dict]:
-    return [{"section": s, "diff": text_diff(s.ai_text, s.text)} for s in note.sections.all()]
+    # A code the mapping normalised ("f41.1" -> F41.1) shows what the scribe wrote beside it.
+    corrections = code_corrections(note.draft.payload)
+    return [
+        {
+            "section": s,
+            "diff": text_diff(s.ai_text, s.text),
+            "code_chips": [(code, corrections.get(code, "")) for code in s.codes],
+        }
+        for s in note.sections.all()
+    ]
 
 
-def _render_review(request: HttpRequest, note: Note, *, status: int = 200, errors: dict | None = None):
+def _render_review(
+    request: HttpRequest, note: Note, *, status: int = 200, errors: dict | None = None, conflict: dict | None = None
+):
     now = timezone.now()
     flags = sorted(note.flags.all(), key=lambda f: (f.resolved_at is not None, f.pk))
     sections = _section_diffs(note)
@@ -133,6 +151,9 @@ def _render_review(request: HttpRequest, note: Note, *, status: int = 200, error
         flag.value_text = _as_text(flag.value)
     for item in sections:
         item["error"] = errors.get(f"section-{item['section'].key}", "")
+        # A refused stale save (no-script form): the textarea keeps the
+        # clinician's text at the new version, so saving again keeps it.
+        item["conflict"] = conflict if conflict and conflict["section"] == item["section"].key else None
     return render(
         request,
         "notes/review.html",
@@ -204,6 +225,30 @@ def review(request: HttpRequest, note_id: int) -> HttpResponse:
     return _render_review(request, note)
 
 
+def _conflict(request: HttpRequest, note: Note, exc: SectionConflict, *, yours: str) -> HttpResponse:
+    """409 with both texts: the one saved meanwhile (with its version, to save
+    against) and the clinician's, which was not written."""
+    current = exc.section
+    diff = text_diff(current.ai_text, current.text)
+    conflict = {
+        "section": current.key,
+        "version": current.version,
+        "text": current.text,
+        "yours": yours,
+        "diff_html": str(diff.html),
+        "edited": diff.changed,
+        "inserted_words": diff.inserted_words,
+        "deleted_words": diff.deleted_words,
+    }
+    if _wants_json(request):
+        return JsonResponse(
+            {"detail": exc.message, "errors": {"text": [exc.message]}, "conflict": conflict}, status=exc.status_code
+        )
+    return _render_review(
+        request, note, status=exc.status_code, errors={f"section-{current.key}": exc.message}, conflict=conflict
+    )
+
+
 @require_POST
 @member_required(Role.CLINICIAN)
 def section_save(request: HttpRequest, note_id: int, section_key: str) -> HttpResponse:
@@ -215,8 +260,14 @@ def section_save(request: HttpRequest, note_id: int, section_key: str) -> HttpRe
     before = note.sections.filter(key=section_key).values_list("text", flat=True).first()
     try:
         section = services.note_edit_section(
-            note=note, section_key=section_key, text=form.cleaned_data["text"], actor=request.user
+            note=note,
+            section_key=section_key,
+            text=form.cleaned_data["text"],
+            expected_version=form.cleaned_data["version"],
+            actor=request.user,
         )
+    except SectionConflict as exc:
+        return _conflict(request, note, exc, yours=form.cleaned_data["text"])
     except DomainError as exc:
         return _fail(request, note, exc, where=f"section-{section_key}")
     diff = text_diff(section.ai_text, section.text)
@@ -226,6 +277,7 @@ def section_save(request: HttpRequest, note_id: int, section_key: str) -> HttpRe
                 "saved": True,
                 "changed": before != section.text,
                 "section": section.key,
+                "version": section.version,
                 "diff_html": str(diff.html),
                 "edited": diff.changed,
                 "inserted_words": diff.inserted_words,
@@ -270,6 +322,23 @@ def flag_fix_code(request: HttpRequest, note_id: int, flag_id: int) -> HttpRespo
     except DomainError as exc:
         return _fail(request, note, exc, where=f"flag-{flag.pk}")
     return _done(request, note.pk, f"Diagnosis code set: {section.codes[-1]}.", anchor="flags")
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def flag_choose_term(request: HttpRequest, note_id: int, flag_id: int) -> HttpResponse:
+    note = _note(request, note_id)
+    flag = _flag(note, flag_id)
+    form = ChooseTermForm(request.POST)
+    if not form.is_valid():
+        return _invalid(request, note, form, where=f"flag-{flag.pk}")
+    try:
+        section = review_services.flag_choose_intervention(
+            flag=flag, term=form.cleaned_data["term"], actor=request.user
+        )
+    except DomainError as exc:
+        return _fail(request, note, exc, where=f"flag-{flag.pk}")
+    return _done(request, note.pk, f"Intervention set: {section.codes[-1]}.", anchor="flags")
 
 
 @require_POST

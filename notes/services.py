@@ -28,7 +28,14 @@ from simple_history.utils import bulk_create_with_history
 from audit.history_writes import create_with_history
 from audit.services import Actor, actor_ai, actor_person, audit_record
 from notes import default_templates
-from notes.errors import DomainError, IllegalTransition, NotPermitted, SignBlocked, StepUpRequired
+from notes.errors import (
+    DomainError,
+    IllegalTransition,
+    NotPermitted,
+    SectionConflict,
+    SignBlocked,
+    StepUpRequired,
+)
 from notes.mapping import SectionSpec, TemplateSpec, map_ai_output
 from notes.models import (
     AISource,
@@ -556,7 +563,18 @@ def note_open(*, note: Note, actor) -> Note:
 
 @retry_once_on_conflict
 @transaction.atomic
-def note_edit_section(*, note: Note, section_key: str, text: str, codes: list | None = None, actor) -> NoteSection:
+def note_edit_section(
+    *,
+    note: Note,
+    section_key: str,
+    text: str,
+    codes: list | None = None,
+    expected_version: int | None = None,
+    actor,
+) -> NoteSection:
+    """Save a section's text (and codes). With expected_version (the version
+    the editor started from), raises SectionConflict if the section was saved
+    since: the later save must not silently overwrite the earlier one."""
     note = _lock(note)
     _require_note_clinician(note, actor)
     new_state = _next_state(note, "edit")
@@ -564,14 +582,21 @@ def note_edit_section(*, note: Note, section_key: str, text: str, codes: list | 
     if section is None:
         raise DomainError(f"This note has no section “{section_key}”.", field="section")
     before = {"text": section.text, "codes": section.codes}
+    if before == {"text": text, "codes": section.codes if codes is None else codes}:
+        return section  # an autosave of unchanged text is not an edit (nor a conflict: both say the same)
+    if expected_version is not None and expected_version != section.version:
+        raise SectionConflict(
+            f"“{section.label}” was saved elsewhere (another tab or device) while you were editing. "
+            "Compare both texts and choose which to keep.",
+            section=section,
+        )
     section.text = text
     if codes is not None:
         section.codes = codes
-    if before == {"text": section.text, "codes": section.codes}:
-        return section  # an autosave of unchanged text is not an edit
     if section.text != section.ai_text:
         section.origin = NoteSection.Origin.CLINICIAN
-    section.save(update_fields=["text", "codes", "origin"])
+    section.version += 1  # under the section's row lock
+    section.save(update_fields=["text", "codes", "origin", "version"])
     note.state = new_state
     note.save(update_fields=["state", "updated_at"])
     audit_record(

@@ -16,11 +16,12 @@
     return input ? input.value : "";
   }
 
-  function post(url, body) {
+  function post(url, body, keepalive) {
     return fetch(url, {
       method: "POST",
       body: body,
       credentials: "same-origin",
+      keepalive: !!keepalive,
       headers: { Accept: "application/json", "X-CSRFToken": csrf() },
     });
   }
@@ -30,6 +31,11 @@
   var dirty = new Set();
   var timers = new Map();
   var inflight = new Map();
+  // Sections whose save was refused because another tab or device saved them
+  // meanwhile (409): form -> the saved section. Nothing autosaves there until
+  // the clinician chooses a text, and nothing is signed over it.
+  var conflicts = new Map();
+  var KEEPALIVE_MAX_CHARS = 60000; // browsers cap keepalive bodies at 64 KiB
 
   function setStatus(key, text, isError) {
     var el = document.getElementById("status-" + key);
@@ -53,24 +59,66 @@
     if (wrap) wrap.classList.toggle("unchanged", !data.edited);
   }
 
-  function save(form) {
+  function versionInput(form) {
+    return form.querySelector("input[name=version]");
+  }
+
+  function showConflict(form, conflict) {
+    var key = form.dataset.section;
+    conflicts.set(form, conflict);
+    document.getElementById("conflict-mine-" + key).textContent = form.querySelector("textarea").value;
+    document.getElementById("conflict-theirs-" + key).textContent = conflict.text;
+    document.getElementById("conflict-" + key).hidden = false;
+    setStatus(key, "Not saved: saved elsewhere meanwhile. Choose a text below.", true);
+  }
+
+  function resolveConflict(form, choice) {
+    var conflict = conflicts.get(form);
+    if (!conflict) return;
+    var key = form.dataset.section;
+    var textarea = form.querySelector("textarea");
+    conflicts.delete(form);
+    document.getElementById("conflict-" + key).hidden = true;
+    versionInput(form).value = String(conflict.version);
+    if (choice === "theirs") {
+      textarea.value = conflict.text;
+      textarea.defaultValue = conflict.text;
+      dirty.delete(form);
+      showDiff(key, conflict);
+      setStatus(key, "Loaded the text saved elsewhere.");
+      return;
+    }
+    // Keep mine: the text in the box, saved against the version now stored.
+    dirty.add(form);
+    save(form);
+  }
+
+  function save(form, keepalive) {
     clearTimeout(timers.get(form));
-    if (inflight.has(form)) return inflight.get(form).then(function () { return save(form); });
+    if (inflight.has(form)) return inflight.get(form).then(function () { return save(form, keepalive); });
+    if (conflicts.has(form)) return Promise.resolve(false);
     if (!dirty.has(form)) return Promise.resolve(true);
     var key = form.dataset.section;
     var body = new FormData(form);
     var sent = body.get("text");
     dirty.delete(form);
     setStatus(key, "Saving\u2026");
-    var p = post(form.action, body)
+    var p = post(form.action, body, keepalive && sent.length < KEEPALIVE_MAX_CHARS)
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (data) {
+          if (r.status === 409 && data.conflict) {
+            // Keep the unsaved text marked dirty so leaving the page warns of it.
+            dirty.add(form);
+            showConflict(form, data.conflict);
+            return false;
+          }
           if (!r.ok) {
             setStatus(key, data.detail || "Not saved.", true);
             if (r.status >= 500) { dirty.add(form); schedule(form, 5000); }
             return false;
           }
           showDiff(key, data);
+          if (data.version) versionInput(form).value = String(data.version);
           var textarea = form.querySelector("textarea");
           if (textarea.value !== sent) { dirty.add(form); schedule(form, SAVE_DELAY_MS); }
           setStatus(key, "Saved " + new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
@@ -96,9 +144,25 @@
     var textarea = form.querySelector("textarea");
     textarea.addEventListener("input", function () {
       dirty.add(form);
+      if (conflicts.has(form)) {
+        document.getElementById("conflict-mine-" + form.dataset.section).textContent = textarea.value;
+        return;
+      }
       setStatus(form.dataset.section, "Editing\u2026");
       schedule(form, SAVE_DELAY_MS);
     });
+    Array.prototype.forEach.call(form.querySelectorAll("[data-choose]"), function (button) {
+      button.addEventListener("click", function () { resolveConflict(form, button.dataset.choose); });
+    });
+    // The page came back from a refused no-script save: show it as a conflict.
+    var box = document.getElementById("conflict-" + form.dataset.section);
+    if (box && !box.hidden) {
+      conflicts.set(form, {
+        version: Number(versionInput(form).value),
+        text: document.getElementById("conflict-theirs-" + form.dataset.section).textContent,
+      });
+      dirty.add(form);
+    }
     textarea.addEventListener("blur", function () { save(form); });
     form.addEventListener("submit", function (e) { e.preventDefault(); save(form); });
     // Text typed before this (deferred) script ran fired no input event:
@@ -115,27 +179,44 @@
   document.addEventListener("submit", function (e) {
     var form = e.target;
     if (form.classList.contains("section-form") || form.method === "dialog" || form.method === "get") return;
+    if (conflicts.size) {
+      // Signing (or anything else) now would drop the text the clinician has not chosen yet.
+      e.preventDefault();
+      var first = conflicts.keys().next().value;
+      setStatus(first.dataset.section, "Choose a text for this section first.", true);
+      document.getElementById("conflict-" + first.dataset.section).scrollIntoView();
+      return;
+    }
     if (!dirty.size && !inflight.size) return;
     e.preventDefault();
     var submitter = e.submitter;
-    saveAll().then(function () { form.requestSubmit(submitter); });
+    saveAll().then(function (results) {
+      if (results.every(Boolean)) form.requestSubmit(submitter);
+    });
   });
 
   // Closing the tab or switching away: hand unsaved text to the browser,
   // which delivers a beacon even after the page is gone.
+  // A beacon's answer is never read, so a section in conflict is not sent:
+  // its version is stale and the server would refuse it anyway.
   function flushWithBeacon() {
     dirty.forEach(function (form) {
+      if (conflicts.has(form)) return;
       if (navigator.sendBeacon(form.action, new FormData(form))) dirty.delete(form);
     });
     sendBeat(true);
   }
+  // Switching away (the tab may still come back): save with a read answer,
+  // so a conflict is on screen when the clinician returns.
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "hidden") flushWithBeacon();
+    if (document.visibilityState !== "hidden") return;
+    dirty.forEach(function (form) { save(form, true); });
+    sendBeat(true);
   });
   window.addEventListener("pagehide", flushWithBeacon);
 
   function go(url) {
-    if (!url) return;
+    if (!url || conflicts.size) return;
     saveAll().then(function () { window.location.href = url; });
   }
 
