@@ -253,6 +253,21 @@ def _map_diagnoses(value, target: MappedSection) -> list[FlagSpec]:
     return flags
 
 
+def code_corrections(payload: dict) -> dict[str, str]:
+    """{code as stored: as the scribe wrote it} for each valid diagnosis code
+    the mapping normalised (case, the ICD-10-CM dot): shown beside the code in
+    review, so that no correction of the AI's output is silent."""
+    value = payload.get("diagnosis_codes") if isinstance(payload, dict) else None
+    written = value if isinstance(value, list) else [value] if value else []
+    corrections = {}
+    for raw in written:
+        raw_code = str(raw.get("code") if isinstance(raw, dict) else raw).strip()
+        check = icd10_check(raw_code)
+        if check.valid and raw_code != check.code:
+            corrections.setdefault(check.code, raw_code)
+    return corrections
+
+
 def _map_interventions(value, target: MappedSection, vocabulary: InterventionVocabulary) -> list[FlagSpec]:
     flags = []
     terms = value if isinstance(value, list) else [value]
@@ -265,9 +280,9 @@ def _map_interventions(value, target: MappedSection, vocabulary: InterventionVoc
                     section_key=target.key,
                     field="interventions",
                     value=raw,
-                    message=f"“{raw}” is not in the practice's intervention vocabulary. Choose a listed term "
-                    "or ask your practice admin to add it.",
-                    suggestions=vocabulary.terms,
+                    message=f"“{raw}” is not in the practice's intervention vocabulary as written. Choose "
+                    "the term meant, or ask your practice admin to add it.",
+                    suggestions=vocabulary.nearest(str(raw)),
                 )
             )
         elif term not in target.codes:

@@ -93,6 +93,30 @@ def flag_fix_code(*, flag: Flag, code: str, actor) -> NoteSection:
 
 @retry_once_on_conflict
 @transaction.atomic
+def flag_choose_intervention(*, flag: Flag, term: str, actor) -> NoteSection:
+    """Put the vocabulary term the clinician chose for an intervention written
+    otherwise ("CBT++") into the section's codes and text, and resolve the
+    flag. Raises DomainError (field "term") for a term not in the practice's
+    vocabulary: the codes stay controlled (invariant 8)."""
+    _open_flag_of_kind(flag, Flag.Kind.UNKNOWN_INTERVENTION, "an intervention outside the vocabulary")
+    note = flag.note
+    chosen = services.practice_vocabulary(practice_id=note.practice_id).resolve(term or "")
+    if chosen is None:
+        raise DomainError(f"“{term}” is not in the practice's intervention vocabulary.", field="term")
+    section = note.sections.filter(key=flag.section_key).first()
+    if section is None:
+        raise DomainError("This note has no interventions section.", field="term")
+    codes, text = list(section.codes), section.text
+    if chosen not in codes:
+        codes.append(chosen)
+        text = f"{text.rstrip()}, {chosen}" if text.strip() else chosen
+    section = services.note_edit_section(note=note, section_key=section.key, text=text, codes=codes, actor=actor)
+    services.flag_resolve(flag=flag, resolution=f"Chose “{chosen}” for “{_as_text(flag.value)}”.", actor=actor)
+    return section
+
+
+@retry_once_on_conflict
+@transaction.atomic
 def flag_acknowledge_risk(*, flag: Flag, comment: str = "", actor) -> Flag:
     """The clinician confirms they reviewed the risk item and safety plan."""
     _open_flag_of_kind(flag, Flag.Kind.RISK, "a risk item")

@@ -9,6 +9,7 @@ urlpatterns = [
     path("notes/<int:note_id>/sections/<slug:section_key>/", views.section_save, name="review_section_save"),
     path("notes/<int:note_id>/flags/<int:flag_id>/place/", views.flag_place, name="review_flag_place"),
     path("notes/<int:note_id>/flags/<int:flag_id>/fix-code/", views.flag_fix_code, name="review_flag_fix_code"),
+    path("notes/<int:note_id>/flags/<int:flag_id>/choose-term/", views.flag_choose_term, name="review_flag_term"),
     path("notes/<int:note_id>/flags/<int:flag_id>/acknowledge/", views.flag_acknowledge, name="review_flag_ack"),
     path("notes/<int:note_id>/flags/<int:flag_id>/dismiss/", views.flag_dismiss, name="review_flag_dismiss"),
     path("notes/<int:note_id>/sign/", views.sign, name="review_sign"),

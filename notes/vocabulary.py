@@ -1,6 +1,7 @@
 """Controlled vocabularies: ICD-10-CM diagnosis codes (simple-icd-10-cm) and
 the practice's intervention terms. Pure lookups, no database writes."""
 
+import difflib
 import re
 from dataclasses import dataclass, field
 
@@ -75,13 +76,26 @@ def _billable_index() -> list[tuple[str, str, str, str]]:
     return _BILLABLE
 
 
+_HYPHENS = re.compile(r"[-\u2010\u2011\u2012\u2013]")
+
+
 def _norm(term: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", term.lower()).split())
+    """Case and spacing only (a hyphen counts as a space: "trauma-focused" is
+    "trauma focused"). Other punctuation is part of what was written: "CBT++"
+    may be another thing than "CBT", so it is flagged for the clinician to
+    choose, never silently resolved."""
+    return " ".join(_HYPHENS.sub(" ", str(term)).casefold().split())
+
+
+# How alike a written term and a vocabulary name must be to be offered as a
+# one-click choice (difflib's ratio, 0..1).
+NEAREST_CUTOFF = 0.6
 
 
 class InterventionVocabulary:
-    """Resolves a term or one of its synonyms (case and punctuation ignored)
-    to the practice's canonical term."""
+    """Resolves a term or one of its synonyms, as written up to case and
+    spacing, to the practice's canonical term; offers the nearest terms for
+    anything else."""
 
     def __init__(self, terms: dict[str, list[str]]):
         self._lookup: dict[str, str] = {}
@@ -90,8 +104,29 @@ class InterventionVocabulary:
                 self._lookup[_norm(name)] = term
 
     def resolve(self, raw: str) -> str | None:
-        return self._lookup.get(_norm(str(raw)))
+        return self._lookup.get(_norm(raw))
+
+    def nearest(self, raw: str, *, limit: int = 5) -> list[str]:
+        """The canonical terms most like what was written, best first: a name
+        the text contains or is contained in ("CBT++", "CBT-I"), then names
+        close by spelling ("behavioural activaton"). Empty when nothing is near."""
+        written = _norm(raw)
+        scored: dict[str, float] = {}
+        for name, term in self._lookup.items():
+            if not name or not written:
+                continue
+            score = difflib.SequenceMatcher(None, written, name).ratio()
+            if _contains_word(written, name) or _contains_word(name, written):
+                score += 1.0
+            if score >= NEAREST_CUTOFF and score > scored.get(term, 0.0):
+                scored[term] = score
+        return [term for term, _ in sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))][:limit]
 
     @property
     def terms(self) -> list[str]:
         return sorted(set(self._lookup.values()))
+
+
+def _contains_word(text: str, name: str) -> bool:
+    """name appears in text on its own, not inside another word ("act" is not in "activation")."""
+    return re.search(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])", text) is not None
