@@ -42,6 +42,7 @@ from integrations.transports import rest as rest_transport
 from integrations.transports.base import Outcome, connection_problem, failed, url_check
 from notes.errors import NotPermitted
 from notes.models import Membership, Note, NoteTemplate, NoteTemplateVersion
+from notes.vocabulary import icd10_check
 from psyfi_review.db_retry import retry_once_on_conflict
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,14 @@ def note_input(delivery: Delivery) -> NoteInput:
         lineage=note.lineage,
         version=note.version,
         sections=tuple(
-            SectionInput(key=s.key, label=s.label, text=s.text, codes=tuple(s.codes or ()), kind=s.kind)
+            SectionInput(
+                key=s.key,
+                label=s.label,
+                text=s.text,
+                codes=tuple(s.codes or ()),
+                kind=s.kind,
+                code_labels=_code_labels(s),
+            )
             for s in note.sections.order_by("order")
         ),
         patient_ehr_id=note.client.ehr_patient_id,
@@ -180,6 +188,14 @@ def note_input(delivery: Delivery) -> NoteInput:
         amends_version_id=amends_version,
         amendment_reason=note.amendment_reason,
     )
+
+
+def _code_labels(section) -> tuple[str, ...]:
+    """ICD-10-CM descriptions of a diagnosis section's codes, for the EHR
+    text (builders are pure, so the lookup happens here)."""
+    if section.kind != "diagnosis_codes":
+        return ()
+    return tuple(icd10_check(str(code)).description or "" for code in section.codes or ())
 
 
 _default_mappings: dict[int, dict] = {}

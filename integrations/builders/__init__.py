@@ -2,6 +2,7 @@
 data, NoteInput) plus its pinned mapping document to a payload. No database,
 no clock, no network: `now` comes in as an argument."""
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,9 @@ class SectionInput:
     text: str
     codes: tuple = ()
     kind: str = "text"  # notes TemplateSection.Kind: text, diagnosis_codes, interventions, risk
+    # Display text per code, same order (ICD-10-CM descriptions); "" or
+    # absent when there is none. Used only when the text does not state a code.
+    code_labels: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -59,18 +63,63 @@ class NoteInput:
         return " ".join(p for p in (self.model_name, self.model_version) if p) or self.ai_source_name
 
 
+# Risk levels as notes.mapping writes them into a risk section's codes.
+RISK_LEVELS = ("none", "low", "moderate", "high", "imminent")
+_ICD10_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
+
+
+def _find(pattern: str, text: str) -> re.Match | None:
+    return re.search(pattern, text, re.IGNORECASE)
+
+
+def section_body(section: SectionInput, *, empty: str = "(none)") -> str:
+    """One section as the EHR text shows it, each value once.
+
+    The signed text is what the clinician read and edited in review, so it is
+    rendered as it stands. A section's codes (the chips above the text on the
+    review page: risk level, diagnosis codes, interventions) are signed too;
+    notes.mapping already writes them into the text ("Risk level: low.",
+    "F33.1 Major depressive disorder…", "CBT, Behavioral activation"), so a
+    code is added only when the text does not state it, in the same format
+    the mapping writes: a risk level first, diagnoses and interventions after
+    the text. Nothing signed is dropped and nothing is said twice."""
+    text = section.text.strip()
+    codes = list(dict.fromkeys(str(c).strip() for c in section.codes if str(c).strip()))
+    labels = dict(zip((str(c).strip() for c in section.codes), section.code_labels, strict=False))
+    before: list[str] = []
+    after: list[str] = []
+    missing_terms: list[str] = []
+    # Longest terms first, and a found term is blanked out, so "CBT" is not
+    # taken as stated by "Trauma-focused CBT".
+    remaining = text
+    for code in sorted(codes, key=len, reverse=True):
+        if section.kind in ("risk", "text") and code.lower() in RISK_LEVELS:
+            if not _find(rf"risk level:\s*{re.escape(code)}\b", text):
+                before.append(f"Risk level: {code.lower()}")
+        elif section.kind != "interventions" and _ICD10_SHAPE.match(code.upper()):
+            if not _find(rf"(?<![A-Za-z0-9.]){re.escape(code)}(?![A-Za-z0-9]|\.[A-Za-z0-9])", text):
+                after.append(f"{code} {labels.get(code, '')}".strip())
+        else:
+            match = _find(rf"(?<!\w){re.escape(code)}(?!\w)", remaining)
+            if match:
+                remaining = remaining[: match.start()] + "\0" * len(code) + remaining[match.end() :]
+            else:
+                missing_terms.append(code)
+    # Added values keep the order of the codes, not the search order.
+    after.sort(key=lambda line: codes.index(line.split(" ", 1)[0]))
+    if missing_terms:
+        after.append(", ".join(c for c in codes if c in missing_terms))
+    body = "\n".join(part for part in (*before, text, *after) if part)
+    return body or empty
+
+
 def render_text(note: NoteInput, mapping: dict) -> str:
     """The note as the EHR shows it: sections in template order under their
-    headings, then the plain AI attestation line (MAPPING.md §3), which
-    survives EHRs that drop meta.security and Provenance."""
+    headings (section_body: each value once), then the plain AI attestation
+    line (MAPPING.md §3), which survives EHRs that drop meta.security and
+    Provenance. The one text all three builders send."""
     titles = {k: v.get("title") for k, v in mapping.get("fhir", {}).get("sections", {}).items()}
-    parts = []
-    for section in note.sections:
-        body = section.text.strip()
-        if section.codes:
-            codes = ", ".join(str(c) for c in section.codes)
-            body = f"{body}\n{codes}".strip()
-        parts.append(f"{titles.get(section.key) or section.label}\n{body or '(none)'}")
+    parts = [f"{titles.get(section.key) or section.label}\n{section_body(section)}" for section in note.sections]
     if note.amends_version_id:
         parts.append(f"Amendment of version {note.amends_version_id}: {note.amendment_reason}".strip())
     parts.append(attestation_line(note))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from hl7apy.core import Message
 
-from integrations.builders import NoteInput
+from integrations.builders import NoteInput, section_body
 from integrations.errors import PayloadInvalid
 from integrations.mapping import HL7_DOCUMENT_TYPES
 
@@ -81,19 +81,35 @@ def mdm_build(note: NoteInput, mapping: dict, *, control_id: str, now: datetime,
     layout = hl7_map.get("sections", {})
     for index, section in enumerate(note.sections, start=1):
         spec = layout.get(section.key) or {"code": section.key.upper(), "text": section.label, "system": "L"}
-        body = section.text.strip()
-        if section.codes:
-            body = f"{body}\n{', '.join(str(c) for c in section.codes)}".strip()
         group = msg.add_group("MDM_T02_OBXNTE_SUPPGRP")
         obx = group.add_segment("OBX")
         obx.obx_1 = str(index)
         obx.obx_2 = "TX"
         obx.obx_3 = f"{hl7_escape(spec['code'])}^{hl7_escape(spec['text'])}^{spec.get('system', 'LN')}"
-        obx.obx_5 = hl7_escape(body or "(none)")
+        obx.obx_5 = hl7_escape(section_body(section))
         obx.obx_11 = "F"
     text = msg.to_er7().replace(_BR, "\\.br\\")
     mdm_check(text)
     return text
+
+
+# TX (OBX-2) allows 65536 characters; hl7apy checks an OBX-5 of type
+# "varies" as ST (199), which would refuse any longer section.
+TX_MAX_LENGTH = 65536
+
+
+def _obx_values_set_aside(text: str) -> str:
+    """The message with each OBX-5 replaced by a placeholder once its own
+    length is checked, so the strict parse checks everything else."""
+    segments = text.split("\r")
+    for i, segment in enumerate(segments):
+        fields = segment.split("|")
+        if fields[0] == "OBX" and len(fields) > 5:
+            if len(fields[5]) > TX_MAX_LENGTH:
+                raise PayloadInvalid(f"OBX-{fields[1]} text is longer than {TX_MAX_LENGTH} characters.")
+            fields[5] = "TX"
+            segments[i] = "|".join(fields)
+    return "\r".join(segments)
 
 
 def mdm_check(text: str) -> None:
@@ -102,7 +118,7 @@ def mdm_check(text: str) -> None:
     from hl7apy.parser import parse_message
 
     try:
-        parsed = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+        parsed = parse_message(_obx_values_set_aside(text), validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
     except Exception as exc:  # noqa: BLE001 - hl7apy raises many unrelated types
         raise PayloadInvalid(f"The HL7 message does not parse: {exc}") from exc
     txa = parsed.txa

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urljoin, urlsplit
 
-from integrations.builders import NoteInput, attestation_line, render_text
+from integrations.builders import NoteInput, attestation_line, render_text, section_body
 from integrations.errors import MappingInvalid
 from integrations.mapping import PATIENT_ID_PLACEHOLDER, rest_patient_errors
 
@@ -94,7 +94,12 @@ def rest_build(note: NoteInput, mapping: dict, *, now: datetime) -> dict:
     _put(document, fields["text"], render_text(note, mapping))
     unmapped: dict = {}
     for section in note.sections:
-        value = section.text if not section.codes else {"text": section.text, "codes": list(section.codes)}
+        # Codes travel as data beside the text; the text says each once (section_body).
+        value = (
+            section.text
+            if not section.codes
+            else {"text": section_body(section, empty=""), "codes": list(section.codes)}
+        )
         path = rest["sections"].get(section.key)
         if path:
             _put(document, path, value)
