@@ -15,6 +15,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE and its HTML 400 never come into play.
 """
 
 import io
+import json
 import re
 
 from django.conf import settings
@@ -127,8 +128,36 @@ def payload_limit_errors(data: dict) -> dict[str, list[str]]:
     return errors
 
 
+def _json_bytes(value) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def group_stored_bytes(data: dict) -> int:
+    """What a group session's drafts hold together: each participant's draft
+    repeats the session-wide fields (notes.intake._group_units), so a full
+    body shared by 30 members is 30 full drafts. Counts every participant
+    (who has consent is not known yet); 0 for other sessions."""
+    session = data.get("session")
+    participants = session.get("participants") if isinstance(session, dict) else None
+    if not isinstance(participants, list) or not participants:
+        return 0
+    shared = _json_bytes({k: v for k, v in data.items() if k != "session"})
+    shared += _json_bytes({k: v for k, v in session.items() if k != "participants"})
+    own = sum(_json_bytes(p) for p in participants)
+    return len(participants) * shared + own
+
+
 def payload_limits_check(data: dict) -> None:
-    """Raise ValidationError (400, field paths) when the body breaks a limit."""
+    """Raise ValidationError (400, field paths) when the body breaks a limit,
+    PayloadTooLarge (413) when a group's drafts together would exceed
+    INTAKE_MAX_STORED_BYTES."""
     errors = payload_limit_errors(data)
     if errors:
         raise serializers.ValidationError(errors)
+    stored, limit = group_stored_bytes(data), settings.INTAKE_MAX_STORED_BYTES
+    if stored > limit:
+        raise PayloadTooLarge(
+            f"A group session's drafts repeat the session-wide fields for each participant: these would hold "
+            f"{stored} bytes, over {limit} (INTAKE_MAX_STORED_BYTES). Send less session-wide text, or put "
+            "each member's own text in their participant entry."
+        )

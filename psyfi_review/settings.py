@@ -260,6 +260,9 @@ INTAKE_MAX_BODY_BYTES = env.int("INTAKE_MAX_BODY_BYTES", default=1024 * 1024)
 # Fields outside intake schema 1 per request; each becomes a flag row on the
 # note (notes/intake_limits.py). A scribe's few extras fit with room to spare.
 INTAKE_MAX_EXTRA_FIELDS = env.int("INTAKE_MAX_EXTRA_FIELDS", default=50)
+# What one request's drafts hold together: a group session repeats its
+# session-wide fields in each participant's draft (bench/intake.py, slowest draft).
+INTAKE_MAX_STORED_BYTES = env.int("INTAKE_MAX_STORED_BYTES", default=1024 * 1024)
 # After a key rotation the old key keeps working this long.
 INTAKE_KEY_ROTATION_OVERLAP = timedelta(hours=env.int("INTAKE_KEY_OVERLAP_HOURS", default=24))
 

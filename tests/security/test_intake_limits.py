@@ -192,3 +192,19 @@ def test_a_larger_configured_limit_is_not_cut_short_by_djangos_own(scribe):
     # 3 MiB is over DATA_UPLOAD_MAX_MEMORY_SIZE but within the operator's limit.
     response = scribe.post(scribe.payload(client_reported_symptoms="", vendor_blob="y" * (3 * 1024 * 1024)))
     assert response.status_code == 201, response.content[:300]
+
+
+@override_settings(INTAKE_MAX_STORED_BYTES=20_000)
+def test_a_group_whose_drafts_together_exceed_the_stored_limit_is_a_413(scribe):
+    # Each member's draft repeats the session-wide text: 3 x 8,000 > 20,000.
+    members = [scribe.client] + [client_factory(scribe.world.practice, scribe.world.clinician) for _ in range(2)]
+    session = {"start": "2026-11-24T18:00:00-05:00", "duration_minutes": 90, "type": "group"}
+    payload = scribe.payload(
+        session={**session, "participants": [{"client": {"id": c.pk}} for c in members]},
+        clinician_observations="x" * 8_000,
+    )
+    del payload["client"]
+    body = _refused(scribe.post(payload), 413, "body")
+    assert "INTAKE_MAX_STORED_BYTES" in body["errors"]["body"][0]
+    payload["clinician_observations"] = "x" * 5_000
+    assert scribe.post(payload).status_code == 201
