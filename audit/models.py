@@ -130,6 +130,10 @@ class NoteAttribution(models.Model):
     sections = models.JSONField(default=list, blank=True)
     # Names of the people whose edits are in the text (all versions of the note), first editor first.
     editors = models.JSONField(default=list, blank=True)
+    # {event seq: [[op, length], ...]}: the diff of each edit event of this
+    # version, computed once at signing (bounded, audit.attribution) and
+    # rebuilt from the event's before/after by the timeline (audit.diffs).
+    event_diffs = models.JSONField(default=dict, blank=True)
     method = models.CharField(max_length=60, help_text="How the shares were computed")
     created_at = models.DateTimeField(auto_now_add=True)
 
