@@ -2,26 +2,31 @@
 clinician kept, and how much the clinician wrote.
 
 Each section's signed text is compared with the AI baseline it started from
-(NoteSection.ai_text and ai_codes, which amendments carry over) using Google's
-diff-match-patch in its documented word mode: words, whitespace runs and
-punctuation marks are the units, so a word the clinician left as the AI wrote
-it is the AI's, and a word they typed or changed is theirs. A pure character
-diff would credit the AI with letters that merely coincide ("ly." shared by
-"poorly." and "daily." in a rewritten sentence). The diff is then cleaned up
-semantically (diff_cleanupSemantic: a run of kept units no longer than the
-edits on both sides of it is a coincidence). Shares are counted in
-characters. The diff timeout is off, so the same texts always give the same
-figures.
+(NoteSection.ai_text and ai_codes, which amendments carry over) with the
+review page's diff engine (notes.review_diff.diff_texts), so the shares and
+the diff the clinician saw agree: words, whitespace runs and punctuation
+marks are the units, so a word the clinician left as the AI wrote it is the
+AI's, and a word they typed or changed is theirs (a pure character diff would
+credit the AI with letters that merely coincide, "ly." shared by "poorly."
+and "daily."). Shares are counted in characters.
+
+It runs inside note_sign's row lock, so it is bounded: one time budget for
+the whole signing, and a long rewritten stretch is replaced whole rather
+than aligned (see notes.review_diff). Such a coarse share never credits the
+AI with text it did not write; it is marked per section ("coarse"). The
+result is stored with the signature, with the diffs the timeline shows, and
+never computed again.
 """
 
-import re
+import time
 from dataclasses import asdict, dataclass
 
-from diff_match_patch import diff_match_patch
-
 from audit.models import AuditEvent, NoteAttribution
+from notes.review_diff import DIFF_TIME_BUDGET_SECONDS, diff_runs, diff_texts
 
-METHOD = "diff-match-patch word mode, semantic cleanup, chars"
+METHOD = "word diff (notes.review_diff), bounded, chars"
+# The edit events whose diffs the timeline shows (and signing stores).
+EDIT_ACTIONS = ("note.edit",)
 
 
 @dataclass(frozen=True)
@@ -32,12 +37,7 @@ class SectionShare:
     ai_kept_chars: int
     clinician_chars: int
     ai_removed_chars: int
-
-
-def _differ() -> diff_match_patch:
-    dmp = diff_match_patch()
-    dmp.Diff_Timeout = 0  # deterministic: never settle for a quicker, coarser diff
-    return dmp
+    coarse: bool = False  # a rewritten stretch was counted whole (see notes.review_diff)
 
 
 def _code_text(codes) -> str:
@@ -55,80 +55,60 @@ def section_text(text: str, codes) -> str:
     return f"{text}\n{code_text}" if text and code_text else (text or code_text)
 
 
-_TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
-# Units are encoded as one character each (dmp's line-mode trick), from
-# U+0100 on, skipping the surrogates.
+def attribution_diff(ai_text: str, final_text: str, *, deadline: float | None = None) -> list[tuple[int, str]]:
+    """The diff by unit: (op, text) with op -1 removed, 0 kept, 1 added."""
+    return diff_texts(ai_text, final_text, deadline=deadline).ops
 
 
-def _unit_char(index: int) -> str:
-    code = 0x100 + index
-    return chr(code + 0x800 if code >= 0xD800 else code)
-
-
-def _encode(texts: tuple[str, str]) -> tuple[list[str], list[str]]:
-    index: dict[str, int] = {}
-    units: list[str] = []
-    encoded = []
-    for text in texts:
-        chars = []
-        for unit in _TOKEN.findall(text):
-            i = index.get(unit)
-            if i is None:
-                i = index[unit] = len(units)
-                units.append(unit)
-            chars.append(_unit_char(i))
-        encoded.append("".join(chars))
-    return encoded, units
-
-
-def _decode(chars: str, units: list[str]) -> str:
-    out = []
-    for c in chars:
-        code = ord(c)
-        out.append(units[(code - 0x800 if code >= 0xE000 else code) - 0x100])
-    return "".join(out)
-
-
-def attribution_diff(ai_text: str, final_text: str) -> list[tuple[int, str]]:
-    """The cleaned-up diff by unit: (op, text) with op -1 removed, 0 kept, 1 added."""
-    if ai_text == final_text:
-        return [(0, final_text)] if final_text else []
-    dmp = _differ()
-    (ai_chars, final_chars), units = _encode((ai_text, final_text))
-    diffs = dmp.diff_main(ai_chars, final_chars, False)
-    dmp.diff_cleanupSemantic(diffs)
-    return [(op, _decode(chars, units)) for op, chars in diffs if chars]
-
-
-def attribution_share(*, key: str, label: str, ai_text: str, final_text: str) -> SectionShare:
+def attribution_share(
+    *, key: str, label: str, ai_text: str, final_text: str, deadline: float | None = None
+) -> SectionShare:
+    diff = diff_texts(ai_text, final_text, deadline=deadline)
     kept = added = removed = 0
-    for op, text in attribution_diff(ai_text, final_text):
+    for op, text in diff.ops:
         if op == 0:
             kept += len(text)
         elif op == 1:
             added += len(text)
         else:
             removed += len(text)
-    return SectionShare(key, label, kept + added, kept, added, removed)
+    return SectionShare(key, label, kept + added, kept, added, removed, diff.coarse)
 
 
-def note_attribution_compute(note) -> list[SectionShare]:
+def note_attribution_compute(note, *, deadline: float | None = None) -> list[SectionShare]:
+    deadline = time.monotonic() + DIFF_TIME_BUDGET_SECONDS if deadline is None else deadline
     return [
         attribution_share(
             key=s.key,
             label=s.label,
             ai_text=section_text(s.ai_text, s.ai_codes),
             final_text=section_text(s.text, s.codes),
+            deadline=deadline,
         )
         for s in note.sections.order_by("order")
     ]
+
+
+def note_event_diffs_compute(note, *, deadline: float) -> dict[str, list[list[int]]]:
+    """The diff of each edit event of this version, by event seq, as runs
+    (the texts are in the events): what the timeline shows of a signed note."""
+    from audit.diffs import event_texts
+
+    out = {}
+    for event in AuditEvent.objects.filter(note=note, action__in=EDIT_ACTIONS).only("seq", "before", "after"):
+        texts = event_texts(event)
+        if texts is not None:
+            out[str(event.seq)] = diff_runs(diff_texts(*texts, deadline=deadline).ops)
+    return out
 
 
 def note_attribution_record(*, note) -> NoteAttribution:
     """Compute and store the attribution of a note being signed. Called by
     notes.services.note_sign inside its transaction, after signed_at,
     signed_by and content_hash are set."""
-    shares = note_attribution_compute(note)
+    # One time budget for every diff of this signing (it holds the note's row lock).
+    deadline = time.monotonic() + DIFF_TIME_BUDGET_SECONDS
+    shares = note_attribution_compute(note, deadline=deadline)
     draft = note.draft
     lineage_ids = type(note).objects.filter(lineage=note.lineage, practice_id=note.practice_id).values("pk")
     editors: list[str] = []
@@ -155,6 +135,7 @@ def note_attribution_record(*, note) -> NoteAttribution:
         ai_removed_chars=sum(s.ai_removed_chars for s in shares),
         sections=[asdict(s) for s in shares],
         editors=editors,
+        event_diffs=note_event_diffs_compute(note, deadline=deadline),
         method=METHOD,
     )
     attribution.full_clean()

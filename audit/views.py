@@ -54,17 +54,19 @@ def note_timeline(request: HttpRequest, note_id: int) -> HttpResponse:
     note, events = selectors.note_timeline_for_user(user=request.user, note_id=note_id)
     audit_phi_access(user=request.user, note=note)  # the timeline shows the note's text
     is_auditor = membership_of(request.user).role == Role.AUDITOR
+    versions = list(selectors.note_lineage(note).select_related("signed_by"))
+    attributions = {a.note_id: a for a in NoteAttribution.objects.filter(note__in=[v.pk for v in versions])}
+    # Diffs of signed versions were stored at signing; only the others are computed here.
+    stored = {seq: runs for a in attributions.values() for seq, runs in a.event_diffs.items()}
     entries = [
         {
             "event": e,
             "version": e.note.version if e.note_id else None,
-            "diff": event_diff_html(e),  # any event with text or codes before and after
+            "diff": event_diff_html(e, stored),  # any event with text or codes before and after
             "summary": _summary(e),
         }
         for e in events
     ]
-    versions = list(selectors.note_lineage(note).select_related("signed_by"))
-    attributions = {a.note_id: a for a in NoteAttribution.objects.filter(note__in=[v.pk for v in versions])}
     return render(
         request,
         "audit/note_timeline.html",
