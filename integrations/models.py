@@ -23,6 +23,9 @@ class EHRConnection(models.Model):
         HL7 = "hl7", "HL7 v2 over MLLP"
         REST = "rest", "REST JSON"
         SANDBOX = "sandbox", "Built-in sandbox (FHIR R4)"
+        # No write API (SimplePractice, TherapyNotes, ...): a person files the
+        # signed note by hand and confirms it (integrations.manual_filing).
+        MANUAL = "manual", "Manual filing (the EHR has no write API)"
 
     class Auth(models.TextChoices):
         NONE = "none", "None"
@@ -31,18 +34,32 @@ class EHRConnection(models.Model):
         BEARER = "bearer", "Static bearer token"
         BASIC = "basic", "HTTP basic"
 
+    class HL7PatientCheck(models.TextChoices):
+        PDQ = "pdq", "Ask the EHR first (IHE PDQ query before each note)"
+        RECEIVER = "receiver", "The receiver checks (patient id, name and date of birth in the note)"
+
     practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="ehr_connections")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     # Invariant 11: a sandbox connection takes synthetic clients only, a
     # production one never does.
     is_sandbox = models.BooleanField(default=True)
-    base_url = models.CharField(max_length=500, help_text="FHIR/REST base URL, or mllp://host:port for HL7")
+    # Blank only for a manual connection, which sends nothing.
+    base_url = models.CharField(max_length=500, blank=True, help_text="FHIR/REST base URL, or mllp://host:port for HL7")
     # HL7 only: the IHE PDQ supplier asked before each MDM (invariant 5).
     # Blank means the same host:port as base_url.
     patient_query_url = models.CharField(
         max_length=500, blank=True, help_text="HL7: mllp(s)://host:port answering QBP^Q22; blank = the address"
     )
+    # HL7 only: how invariant 5 is kept. `pdq` asks the EHR's IHE PDQ
+    # supplier before each MDM; `receiver` sends PID-3 (with the assigning
+    # authority), PID-5 and PID-7 and relies on the receiver refusing an
+    # unknown patient (an MDM-only interface engine channel answers AR to PDQ).
+    hl7_patient_check = models.CharField(max_length=10, choices=HL7PatientCheck.choices, default=HL7PatientCheck.PDQ)
+    # HL7 only: the patient id's domain at the EHR (PID-3.4; a namespace id or
+    # an OID). Sent in the PDQ query and the MDM; picks the right PID when a
+    # multi-domain EHR answers with several. Blank: "EHR" in PID-3.4, as before.
+    hl7_assigning_authority = models.CharField(max_length=100, blank=True)
     auth = models.CharField(max_length=20, choices=Auth.choices, default=Auth.NONE)
     client_id = models.CharField(max_length=200, blank=True)
     token_url = models.CharField(max_length=500, blank=True)
@@ -129,11 +146,17 @@ class FieldMapping(models.Model):
 class Delivery(models.Model):
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
+        # An amendment whose earlier version is not at the EHR yet: it must
+        # replace that version, so it waits (no attempts spent, no alert).
+        WAITING = "waiting", "Waiting for the earlier version"
         SENDING = "sending", "Sending"
         DELIVERED = "delivered", "Delivered"
         RETRYING = "retrying", "Retrying"
         UNKNOWN = "unknown", "Unknown (answer lost; reconcile before resending)"
         FAILED = "failed", "Failed (needs a person)"
+        # A manual connection's note: open until a person confirms it is filed
+        # in the EHR. Neither retried by the worker nor swept as stale.
+        AWAITING_FILING = "awaiting_filing", "Awaiting filing in the EHR"
 
     note = models.ForeignKey("notes.Note", on_delete=models.PROTECT, related_name="deliveries")
     practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="deliveries")
@@ -142,7 +165,11 @@ class Delivery(models.Model):
     )
     # Pinned at signing; null means the built-in default mapping of the template.
     mapping = models.ForeignKey(FieldMapping, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    # An amendment's delivery: the delivery of the version it replaces. It is
+    # sent only once that one is delivered, carrying its EHR id (relatesTo,
+    # TXA-13, "replaces"). The FK index also serves "who waits for this one".
+    replaces = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="replaced_by")
     # Stable across retries: note lineage + version (invariant 4).
     idempotency_key = models.CharField(max_length=100)
     attempts = models.PositiveIntegerField(default=0)
@@ -152,6 +179,11 @@ class Delivery(models.Model):
     ehr_id = models.CharField(max_length=200, blank=True)
     last_error = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Manual filing: who confirmed "filed in EHR" (delivered_at says when,
+    # ehr_id holds the EHR reference they gave, if any).
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords(history_manager=CachedHistoryManager)
@@ -168,8 +200,14 @@ class Delivery(models.Model):
                 condition=Q(state__in=["pending", "sending", "retrying"]),
                 name="delivery_outstanding_idx",
             ),
+            # The sweeper's backstop: amendments waiting for their earlier version.
+            models.Index(fields=["replaces"], condition=Q(state="waiting"), name="delivery_waiting_idx"),
             # The dashboard: counts by state per practice.
             models.Index(fields=["practice", "state"], name="delivery_practice_state_idx"),
+            # manual_filing_alert_overdue: unfiled notes past MANUAL_FILING_ALERT_HOURS.
+            models.Index(
+                fields=["created_at"], condition=Q(state="awaiting_filing"), name="delivery_awaiting_filing_idx"
+            ),
         ]
 
     @property
@@ -188,6 +226,9 @@ class DeliveryAttempt(models.Model):
         UNKNOWN = "unknown", "Answer lost"
         RECONCILED = "reconciled", "Found at the EHR"
         NOT_FOUND = "not_found", "Not at the EHR (reconciled)"
+        # Manual connection: nothing sent; the note waits for a person to file it.
+        TO_FILE = "to_file", "Ready to file by hand"
+        FILED = "filed", "Filed in the EHR by a person"
 
     delivery = models.ForeignKey(Delivery, on_delete=models.PROTECT, related_name="attempt_log")
     number = models.PositiveIntegerField()
@@ -212,6 +253,7 @@ class Alert(models.Model):
         PATIENT_MISMATCH = "patient_mismatch", "Patient mismatch"
         CONFIGURATION = "configuration", "Connection configuration"
         DUPLICATE = "duplicate", "Duplicate at the EHR"
+        UNFILED = "unfiled", "Not filed in the EHR"
 
     practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="alerts")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -224,6 +266,13 @@ class Alert(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        constraints = [
+            # manual_filing_alert_overdue raises this alert once per delivery,
+            # even with two sweepers at once.
+            models.UniqueConstraint(
+                fields=["delivery"], condition=Q(kind="unfiled"), name="alert_one_unfiled_per_delivery"
+            ),
+        ]
         indexes = [
             # The dashboard: open alerts of a practice.
             models.Index(fields=["practice"], condition=Q(resolved_at__isnull=True), name="alert_open_idx"),

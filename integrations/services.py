@@ -8,6 +8,7 @@ hands it to a transport and records the attempt and its answer in the ledger.
 import copy
 import logging
 import random
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,8 +55,10 @@ S = Delivery.State
 
 def delivery_check_deliverable(note: Note) -> None:
     """Invariants 1 and 10: only a signed note version, and never a
-    psychotherapy (process) note, may produce or perform a delivery."""
-    if note.state != Note.State.SIGNED or note.signed_at is None or not note.content_hash:
+    psychotherapy (process) note, may produce or perform a delivery. A version
+    superseded by a signed amendment is still a signed version: it goes to the
+    EHR first, and the amendment replaces it there."""
+    if note.state not in (Note.State.SIGNED, Note.State.AMENDED) or note.signed_at is None or not note.content_hash:
         raise DeliveryRefused(f"Only a signed note can be delivered; this one is {note.get_state_display().lower()}.")
     if note.template_version.template.is_psychotherapy_notes:
         raise DeliveryRefused("Psychotherapy notes stay in psyfi-review and are never delivered.")
@@ -87,12 +90,19 @@ def delivery_create_for_note(*, note: Note) -> Delivery | None:
         return None
     delivery_check_deliverable(note)
     mapping = FieldMapping.objects.filter(template=note.template_version.template, is_active=True).first()
+    # An amendment replaces its earlier version at the EHR, so it cannot go
+    # before that version is there (it would be a second current note).
+    replaces = Delivery.objects.filter(note_id=note.amends_id).first() if note.amends_id else None
+    waits = replaces is not None and replaces.state != S.DELIVERED
     delivery = Delivery.objects.create(
         note=note,
         practice=note.practice,
         connection=_active_connection(note.practice),
         mapping=mapping,
         idempotency_key=f"{note.lineage}:{note.version}",
+        replaces=replaces,
+        state=S.WAITING if waits else S.PENDING,
+        last_error=delivery_waiting_reason(note) if waits else "",
     )
     audit_record(
         practice=note.practice,
@@ -106,10 +116,58 @@ def delivery_create_for_note(*, note: Note) -> Delivery | None:
             "idempotency_key": delivery.idempotency_key,
             "connection": delivery.connection_id,
             "mapping_version": mapping.version if mapping else 0,
+            "replaces": replaces.pk if replaces else None,
         },
     )
-    transaction.on_commit(lambda: _enqueue(delivery.pk))
+    if waits:
+        # The earlier version may be delivered between our read and our
+        # commit; its own release ran before it could see this row. Looking
+        # again after commit closes that gap (the sweeper is the backstop).
+        transaction.on_commit(lambda: delivery_release_waiting(delivery_id=delivery.pk))
+    else:
+        transaction.on_commit(lambda: _enqueue(delivery.pk))
     return delivery
+
+
+def delivery_waiting_reason(note: Note) -> str:
+    return f"Waiting for version {note.amends.version} to reach the EHR; it is sent as its replacement then."
+
+
+def delivery_release_waiting(
+    *, replaces_id: int | None = None, delivery_id: int | None = None, now: datetime | None = None
+) -> list[int]:
+    """Waiting amendments whose earlier version is now delivered become
+    pending and are nudged. Called after the earlier version's delivery
+    commits, after an amendment's own signing commits, and by the sweeper.
+    Each release is a conditional update, so callers racing each other
+    release a row once. Returns the released ids."""
+    now = now or timezone.now()
+    waiting = Delivery.objects.filter(state=S.WAITING, replaces__state=S.DELIVERED)
+    if replaces_id is not None:
+        waiting = waiting.filter(replaces_id=replaces_id)
+    if delivery_id is not None:
+        waiting = waiting.filter(pk=delivery_id)
+    released = []
+    for delivery in waiting.select_related("practice", "replaces", "note__client"):
+        with transaction.atomic():
+            changed = Delivery.objects.filter(pk=delivery.pk, state=S.WAITING).update(
+                state=S.PENDING, last_error="", updated_at=now
+            )
+            if not changed:
+                continue
+            audit_record(
+                practice=delivery.practice,
+                actor=actor_system("outbox"),
+                action="delivery.release",
+                obj=delivery,
+                note=delivery.note,
+                client=delivery.note.client,
+                before={"state": S.WAITING},
+                after={"state": S.PENDING, "replaces_ehr_id": delivery.replaces.ehr_id},
+            )
+        released.append(delivery.pk)
+        transaction.on_commit(lambda pk=delivery.pk: _enqueue(pk))
+    return released
 
 
 def _enqueue(delivery_id: int, *, countdown: float | None = None) -> None:
@@ -149,9 +207,12 @@ def note_input(delivery: Delivery) -> NoteInput:
         membership = None
     amends_ehr_id = amends_version = ""
     if note.amends_id:
-        earlier = Delivery.objects.filter(note_id=note.amends_id).first()
-        amends_ehr_id = earlier.ehr_id if earlier else ""
-        amends_version = str(uuid.uuid5(note.lineage, str(note.amends.version)))
+        # A replacement only of what the EHR has: the earlier version's
+        # delivery is delivered before this one is released (WAITING).
+        earlier = delivery.replaces or Delivery.objects.filter(note_id=note.amends_id).first()
+        if earlier is not None and earlier.state == S.DELIVERED:
+            amends_ehr_id = earlier.ehr_id
+            amends_version = str(uuid.uuid5(note.lineage, str(note.amends.version)))
     signer = note.signed_by
     name = signer.get_full_name() or signer.get_username()
     if membership and membership.credentials:
@@ -177,6 +238,11 @@ def note_input(delivery: Delivery) -> NoteInput:
         synthetic=note.client.synthetic,
         clinician_name=name,
         clinician_ehr_id=membership.ehr_practitioner_id if membership else "",
+        # Structured parts for HL7 XCN; an account with no name at all is
+        # known by its username only, so that stands as the family name.
+        clinician_family_name=signer.last_name or ("" if signer.first_name else signer.get_username()),
+        clinician_given_name=signer.first_name,
+        clinician_credentials=membership.credentials if membership else "",
         signed_at=note.signed_at,
         session_start=draft.session_start,
         session_end=draft.session_start + timedelta(minutes=draft.session_duration_minutes),
@@ -250,6 +316,10 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
     except Exception as exc:  # noqa: BLE001 - an unexpected error must not strand the row in "sending"
         logger.exception("Delivery %s: unexpected error", delivery_id)
         outcome = Outcome(Outcome.RETRY, reason=f"Internal error: {type(exc).__name__}")
+    if outcome.kind == DeliveryAttempt.Outcome.TO_FILE:
+        from integrations.manual_filing import manual_filing_open
+
+        return manual_filing_open(delivery=delivery, attempt=attempt, outcome=outcome)
     return _record(delivery=delivery, attempt=attempt, outcome=outcome)
 
 
@@ -277,6 +347,10 @@ def _perform(delivery: Delivery) -> Outcome:
     if connection is None or not connection.usable:
         return failed("The practice has no active EHR connection; set one up, then reprocess.", alert="configuration")
     delivery_check_target(note=note, connection=connection)
+    if connection.kind == EHRConnection.Kind.MANUAL:
+        from integrations.manual_filing import filing_outcome
+
+        return filing_outcome(connection)  # no I/O: a person files it (integrations.manual_filing)
     data = note_input(delivery)
     mapping = delivery_mapping_document(delivery)
     now = timezone.now()
@@ -285,26 +359,34 @@ def _perform(delivery: Delivery) -> Outcome:
         return _perform_fhir(delivery, connection, data, mapping, now)
     if connection.kind == EHRConnection.Kind.HL7:
         url_check(connection.base_url, schemes=("mllp", "mllps"))
-        message = mdm_build(data, mapping, control_id=delivery.hl7_control_id, now=now)
-        # Invariant 5: ask the EHR's PDQ supplier who has this id before writing.
-        query_url = connection.patient_query_url or connection.base_url
-        url_check(query_url, schemes=("mllp", "mllps"), field="patient_query_url")
-        query_id = f"PDQ{uuid.uuid4().hex[:17].upper()}"  # MSH-10 is at most 20 characters
-        mismatch = mllp_transport.patient_check(
-            url=query_url,
-            message=pdq_query_build(patient_id=data.patient_ehr_id, query_id=query_id, now=now),
-            query_id=query_id,
-            patient_id=data.patient_ehr_id,
-            birth_date=data.patient_birth_date,
-            timeout=settings.PSYFI_DELIVERY_TIMEOUT,
-        )
-        if mismatch is not None:
-            return mismatch
+        authority = connection.hl7_assigning_authority
+        message = mdm_build(data, mapping, control_id=delivery.hl7_control_id, now=now, assigning_authority=authority)
+        # Invariant 5, `pdq`: ask the EHR's PDQ supplier who has this id before
+        # writing. `receiver`: the MDM's PID-3 (with authority), PID-5 and
+        # PID-7 are checked by the receiver, which refuses an unknown patient.
+        if connection.hl7_patient_check == EHRConnection.HL7PatientCheck.PDQ:
+            query_url = connection.patient_query_url or connection.base_url
+            url_check(query_url, schemes=("mllp", "mllps"), field="patient_query_url")
+            query_id = f"PDQ{uuid.uuid4().hex[:17].upper()}"  # MSH-10 is at most 20 characters
+            mismatch = mllp_transport.patient_check(
+                url=query_url,
+                message=pdq_query_build(
+                    patient_id=data.patient_ehr_id, query_id=query_id, now=now, assigning_authority=authority
+                ),
+                query_id=query_id,
+                patient_id=data.patient_ehr_id,
+                birth_date=data.patient_birth_date,
+                timeout=settings.PSYFI_DELIVERY_TIMEOUT,
+                assigning_authority=authority,
+            )
+            if mismatch is not None:
+                return mismatch
         return mllp_transport.mdm_send(
             url=connection.base_url,
             message=message,
             control_id=delivery.hl7_control_id,
             timeout=settings.PSYFI_DELIVERY_TIMEOUT,
+            patient_id=data.patient_ehr_id,
         )
     url_check(connection.base_url)
     document = rest_build(data, mapping, now=now)
@@ -486,6 +568,10 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
         after={"state": delivery.state, "attempt": n, "outcome": ledger, "ehr_id": delivery.ehr_id},
         detail={"reason": outcome.reason[:500], "http_status": outcome.http_status},
     )
+    if delivery.state == S.DELIVERED:
+        # An amendment waiting for this version goes next (after commit, so
+        # it reads this row as delivered).
+        transaction.on_commit(lambda: delivery_release_waiting(replaces_id=delivery.pk))
     if alert_kind:
         alert_raise(
             practice=delivery.practice,
@@ -568,7 +654,13 @@ def delivery_sweep(*, now: datetime | None = None) -> int:
     ids = list(due)
     for pk in ids:
         _enqueue(pk)
-    return len(ids)
+    # Notes filed by hand are never re-enqueued; one waiting too long raises its alert.
+    from integrations.manual_filing import manual_filing_alert_overdue
+
+    manual_filing_alert_overdue(now=now)
+    # Backstop for a release nudge that never ran (a worker killed between
+    # commit and on_commit): amendments whose earlier version is delivered.
+    return len(ids) + len(delivery_release_waiting(now=now))
 
 
 # ---------------------------------------------------------------- connections
@@ -588,16 +680,32 @@ def connection_create(
     username: str = "",
     secrets: dict | None = None,
     patient_query_url: str = "",
+    hl7_patient_check: str = EHRConnection.HL7PatientCheck.PDQ,
+    hl7_assigning_authority: str = "",
     actor=None,
 ) -> EHRConnection:
     """Raises ConnectionInvalid for a URL off loopback without TLS, or a
     sandbox-kind connection not marked sandbox, with credentials of the
     admin's own, or while the built-in sandbox is off. A sandbox-kind
     connection gets a bearer token issued here. `patient_query_url` (HL7
-    only) is the IHE PDQ supplier; blank means base_url answers it."""
+    only) is the IHE PDQ supplier; blank means base_url answers it.
+    `hl7_patient_check` and `hl7_assigning_authority` (HL7 only; see
+    _hl7_patient_check_validate) say how invariant 5 is kept."""
     if kind not in EHRConnection.Kind.values:
         raise ConnectionInvalid(f"Unknown connection kind {kind!r}.", field="kind")
-    if kind == EHRConnection.Kind.HL7:
+    if kind == EHRConnection.Kind.MANUAL:
+        from integrations.manual_filing import manual_connection_check
+
+        manual_connection_check(
+            base_url=base_url,
+            patient_query_url=patient_query_url,
+            auth_kind=auth_kind,
+            client_id=client_id,
+            token_url=token_url,
+            username=username,
+            secrets=secrets,
+        )
+    elif kind == EHRConnection.Kind.HL7:
         url_check(base_url, schemes=("mllp", "mllps"))
         if patient_query_url:
             url_check(patient_query_url, schemes=("mllp", "mllps"), field="patient_query_url")
@@ -605,6 +713,9 @@ def connection_create(
         url_check(base_url)
         if patient_query_url:
             raise ConnectionInvalid("Only HL7 connections use a patient query address.", field="patient_query_url")
+    _hl7_patient_check_validate(
+        kind=kind, check=hl7_patient_check, authority=hl7_assigning_authority, patient_query_url=patient_query_url
+    )
     if kind == EHRConnection.Kind.SANDBOX and not is_sandbox:
         raise ConnectionInvalid("The built-in sandbox is a sandbox connection.", field="is_sandbox")
     if kind == EHRConnection.Kind.SANDBOX:
@@ -625,6 +736,8 @@ def connection_create(
         kind=kind,
         base_url=base_url,
         patient_query_url=patient_query_url,
+        hl7_patient_check=hl7_patient_check,
+        hl7_assigning_authority=hl7_assigning_authority,
         is_sandbox=is_sandbox,
         auth=auth_kind,
         client_id=client_id,
@@ -643,11 +756,51 @@ def connection_create(
             "kind": kind,
             "base_url": base_url,
             "patient_query_url": patient_query_url,
+            "hl7_patient_check": hl7_patient_check,
+            "hl7_assigning_authority": hl7_assigning_authority,
             "is_sandbox": is_sandbox,
             "auth": auth_kind,
         },
     )
     return connection
+
+
+# HD-1 (namespace id) is at most 20 characters in HL7 v2.5; an OID goes in HD-2.
+_HL7_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}$")
+_HL7_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*)){1,60}$")
+
+
+def _hl7_patient_check_validate(*, kind: str, check: str, authority: str, patient_query_url: str) -> None:
+    """Raises ConnectionInvalid: an unknown check, either setting on a
+    connection that is not HL7, an authority that is neither a namespace id
+    nor an OID, `receiver` without an authority (the receiver can only match
+    the id inside its domain) or with a patient query address (it asks
+    nothing)."""
+    if check not in EHRConnection.HL7PatientCheck.values:
+        raise ConnectionInvalid(f"Unknown patient check {check!r}.", field="hl7_patient_check")
+    if kind != EHRConnection.Kind.HL7:
+        if check != EHRConnection.HL7PatientCheck.PDQ:
+            raise ConnectionInvalid("Only HL7 connections choose a patient check.", field="hl7_patient_check")
+        if authority:
+            raise ConnectionInvalid("Only HL7 connections use an assigning authority.", field="hl7_assigning_authority")
+        return
+    if authority and not (_HL7_NAMESPACE.match(authority) or (len(authority) <= 100 and _HL7_OID.match(authority))):
+        raise ConnectionInvalid(
+            "The assigning authority is a namespace id (letters, digits, '.', '-', '_'; at most 20) or an OID "
+            "(e.g. 2.16.840.1.113883.3.72.5.9.1).",
+            field="hl7_assigning_authority",
+        )
+    if check == EHRConnection.HL7PatientCheck.RECEIVER:
+        if not authority:
+            raise ConnectionInvalid(
+                "The receiver patient check needs the assigning authority of the EHR's patient ids (PID-3.4).",
+                field="hl7_assigning_authority",
+            )
+        if patient_query_url:
+            raise ConnectionInvalid(
+                "The receiver patient check sends no patient query; leave the patient query address blank.",
+                field="patient_query_url",
+            )
 
 
 @transaction.atomic

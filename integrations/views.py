@@ -4,12 +4,13 @@ mappings) and the public JWKS."""
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from integrations import selectors, services
+from integrations import manual_filing, selectors, services
 from integrations.auth import jwks_document
 from integrations.errors import MappingInvalid
-from integrations.forms import ConnectionForm, MappingImportForm
+from integrations.forms import ConnectionForm, DeliveryFilterForm, MappingImportForm
 from integrations.mapping import mapping_diff as mapping_diff_text
 from notes.errors import DomainError
 from notes.roles import Role, membership_of
@@ -19,6 +20,16 @@ from notes.views import member_required
 @member_required(Role.PRACTICE_ADMIN)
 def delivery_dashboard(request: HttpRequest) -> HttpResponse:
     context = selectors.delivery_dashboard_for_user(user=request.user)
+    context["awaiting_filing"] = manual_filing.awaiting_filing_rows(practice=context["practice"])
+    # One row per delivery, filtered (issue 13, point 7); bad filters are a message.
+    form = DeliveryFilterForm(request.GET or None, practice=context["practice"])
+    if form.is_bound and not form.is_valid():
+        context.update(filter_form=form, delivery_rows=None)
+        return render(request, "integrations/dashboard.html", context, status=400)
+    page = selectors.delivery_rows_for_admin(
+        user=request.user, now=timezone.now(), **(form.filters() if form.is_bound else {})
+    )
+    context.update(filter_form=form, delivery_rows=page["rows"], next_before=page["next_before"])
     return render(request, "integrations/dashboard.html", context)
 
 
@@ -59,6 +70,8 @@ def connection_list(request: HttpRequest) -> HttpResponse:
                     kind=data["kind"],
                     base_url=data["base_url"],
                     patient_query_url=data["patient_query_url"],
+                    hl7_patient_check=data["hl7_patient_check"],
+                    hl7_assigning_authority=data["hl7_assigning_authority"].strip(),
                     is_sandbox=data["is_sandbox"],
                     auth_kind=data["auth_kind"],
                     client_id=data["client_id"],

@@ -30,7 +30,7 @@ class NoteInput:
     patient_given_name: str
     patient_birth_date: str  # ISO date
     synthetic: bool
-    clinician_name: str
+    clinician_name: str  # as people read it ("Sam Rivera, PsyD"): text and attestation only
     clinician_ehr_id: str
     signed_at: datetime
     session_start: datetime
@@ -39,6 +39,11 @@ class NoteInput:
     model_version: str
     ai_source_name: str
     identifier_system: str
+    # The signer's name as stored (User last/first name, Membership
+    # credentials), never parsed from clinician_name: HL7 XCN is built from these.
+    clinician_family_name: str = ""
+    clinician_given_name: str = ""
+    clinician_credentials: str = ""
     amends_ehr_id: str = ""
     amends_version_id: str = ""
     amendment_reason: str = ""

@@ -4,6 +4,7 @@ MSH-10 the delivery's control id: both stay the same on every resend, so the
 receiver can deduplicate. hl7apy does not check table values, so TXA-2 and
 TXA-17 are checked here."""
 
+import re
 from datetime import UTC, datetime
 
 from hl7apy.core import Message
@@ -29,15 +30,44 @@ def _ts(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y%m%d%H%M%S")
 
 
-def _name(full: str) -> tuple[str, str]:
-    parts = full.split()
-    return (parts[-1], " ".join(parts[:-1])) if len(parts) > 1 else (full, "")
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 
-def mdm_build(note: NoteInput, mapping: dict, *, control_id: str, now: datetime, receiving_app: str = "EHR") -> str:
+def hl7_authority(authority: str) -> str:
+    """An assigning authority as an HD (PID-3.4): an OID goes in HD-2 with
+    HD-3 "ISO", anything else is a namespace id (HD-1). Blank is "EHR", the
+    placeholder sent before connections named their authority."""
+    if not authority:
+        return "EHR"
+    if _OID.match(authority):
+        return f"&{authority}&ISO"
+    return hl7_escape(authority)
+
+
+def hl7_xcn(*, ehr_id: str, family: str, given: str, degree: str) -> list[str]:
+    """An XCN (HL7 v2.5) as its components: 1 ID (the practitioner's EHR id,
+    empty when unknown), 2 family name, 3 given name, 4 middle, 5 suffix,
+    6 prefix, 7 degree (the credentials, e.g. PsyD). Built from the stored
+    name parts, never parsed from a display name; trailing empties dropped."""
+    components = [hl7_escape(v.strip()) for v in (ehr_id, family, given, "", "", "", degree)]
+    while components and not components[-1]:
+        components.pop()
+    return components
+
+
+def mdm_build(
+    note: NoteInput,
+    mapping: dict,
+    *,
+    control_id: str,
+    now: datetime,
+    receiving_app: str = "EHR",
+    assigning_authority: str = "",
+) -> str:
     """The ER7 wire text (segments separated by \\r). `now` is not used for
     any field that changes between resends: the message time is the signing
-    time so a resend is byte-identical."""
+    time so a resend is byte-identical. `assigning_authority` is the patient
+    id's domain at the EHR (PID-3.4, hl7_authority)."""
     hl7_map = mapping["hl7"]
     doc_type = hl7_map.get("document_type", "PN")
     if doc_type not in HL7_DOCUMENT_TYPES:
@@ -58,12 +88,17 @@ def mdm_build(note: NoteInput, mapping: dict, *, control_id: str, now: datetime,
     msg.msh.msh_18 = "UNICODE UTF-8"  # section labels and text are not ASCII-only
     msg.evn.evn_1 = event
     msg.evn.evn_2 = signed
-    msg.pid.pid_3 = f"{hl7_escape(note.patient_ehr_id)}^^^EHR^MR"
+    msg.pid.pid_3 = f"{hl7_escape(note.patient_ehr_id)}^^^{hl7_authority(assigning_authority)}^MR"
     msg.pid.pid_5 = f"{hl7_escape(note.patient_family_name)}^{hl7_escape(note.patient_given_name)}"
     msg.pid.pid_7 = note.patient_birth_date.replace("-", "")
     msg.pv1.pv1_2 = "O"
-    family, given = _name(note.clinician_name)
-    clinician = f"{hl7_escape(note.clinician_ehr_id or 'UNKNOWN')}^{hl7_escape(family)}^{hl7_escape(given)}"
+    xcn = hl7_xcn(
+        ehr_id=note.clinician_ehr_id,
+        family=note.clinician_family_name,
+        given=note.clinician_given_name,
+        degree=note.clinician_credentials,
+    )
+    clinician = "^".join(xcn)
     msg.txa.txa_1 = "1"
     msg.txa.txa_2 = doc_type
     msg.txa.txa_3 = "TX"
@@ -77,7 +112,8 @@ def mdm_build(note: NoteInput, mapping: dict, *, control_id: str, now: datetime,
     msg.txa.txa_17 = "LA"
     msg.txa.txa_18 = "R"
     msg.txa.txa_19 = "AV"
-    msg.txa.txa_22 = f"{clinician}^^^^^^^^^^^^{signed}"
+    # TXA-22 is a PPN: the XCN's 14 components, then 15 the time signed.
+    msg.txa.txa_22 = "^".join([*xcn, *[""] * (14 - len(xcn)), signed])
     layout = hl7_map.get("sections", {})
     for index, section in enumerate(note.sections, start=1):
         spec = layout.get(section.key) or {"code": section.key.upper(), "text": section.label, "system": "L"}
@@ -128,11 +164,15 @@ def mdm_check(text: str) -> None:
         raise PayloadInvalid("TXA-2 is not an allowed document type.")
 
 
-def pdq_query_build(*, patient_id: str, query_id: str, now: datetime, receiving_app: str = "EHR") -> str:
+def pdq_query_build(
+    *, patient_id: str, query_id: str, now: datetime, receiving_app: str = "EHR", assigning_authority: str = ""
+) -> str:
     """IHE PDQ (ITI-21) QBP^Q22: "which patient has this identifier?", asked
     before an MDM is sent (invariant 5). `query_id` is both MSH-10 and the
     QPD-2 query tag; the caller makes it unique per query. RCP-2 asks for a
-    few records so an ambiguous identifier shows up as several PIDs."""
+    few records so an ambiguous identifier shows up as several PIDs. With an
+    `assigning_authority` the query names the id's domain too (PID-3.4 as
+    hl7_authority writes it), for EHRs with several identifier domains."""
     msg = Message("QBP_Q21", version="2.5.1")
     msg.msh.msh_3 = SENDING_APP
     msg.msh.msh_5 = hl7_escape(receiving_app)
@@ -144,7 +184,19 @@ def pdq_query_build(*, patient_id: str, query_id: str, now: datetime, receiving_
     msg.msh.msh_18 = "UNICODE UTF-8"
     msg.qpd.qpd_1 = "IHE PDQ Query"
     msg.qpd.qpd_2 = query_id
-    msg.qpd.qpd_3 = f"@PID.3.1^{hl7_escape(patient_id)}"
+    parameters = [f"@PID.3.1^{hl7_escape(patient_id)}"]
+    if assigning_authority:
+        if _OID.match(assigning_authority):
+            parameters += [f"@PID.3.4.2^{assigning_authority}", "@PID.3.4.3^ISO"]
+        else:
+            parameters.append(f"@PID.3.4.1^{hl7_escape(assigning_authority)}")
+    msg.qpd.qpd_3 = parameters[0]
     msg.rcp.rcp_1 = "I"  # immediate
     msg.rcp.rcp_2 = "5^RD"
-    return msg.to_er7()
+    text = msg.to_er7()
+    if len(parameters) > 1:
+        # IHE PDQ repeats QPD-3 (one repetition per parameter); hl7apy's
+        # generic QBP_Q21 allows one, so the others are added to the text.
+        qpd = f"|{parameters[0]}\r"
+        text = text.replace(qpd, "|" + "~".join(parameters) + "\r", 1)
+    return text

@@ -6,9 +6,14 @@ the host (SNI and certificate check). AA
 completes; AE/AR fail with the receiver's reason; no answer means resend
 with the same MSH-10 and TXA-12, which the receiver deduplicates on.
 
-Before an MDM, patient_check asks the EHR's IHE PDQ supplier (QBP^Q22,
-answered by RSP^K22) who has the patient id, and compares the date of birth
-(invariant 5). pdq_answer_check reads that answer without I/O."""
+Invariant 5 is kept in one of two ways, per connection
+(EHRConnection.hl7_patient_check). `pdq`: before an MDM, patient_check asks
+the EHR's IHE PDQ supplier (QBP^Q22, answered by RSP^K22) who has the patient
+id (in the connection's assigning authority, if any), and compares the date
+of birth; pdq_answer_check reads that answer without I/O. `receiver`: the MDM
+carries PID-3 with the assigning authority, PID-5 and PID-7, the receiver
+refuses a patient it does not know, and mdm_send reads an AE/AR that names
+the patient as a patient mismatch."""
 
 import asyncio
 import ssl
@@ -50,7 +55,10 @@ def _send_and_read(url: str, message: str, timeout: float) -> str:
     return asyncio.run(_exchange(parsed.hostname, parsed.port or 2575, message, timeout, tls=parsed.scheme == "mllps"))
 
 
-def mdm_send(*, url: str, message: str, control_id: str, timeout: float) -> Outcome:
+def mdm_send(*, url: str, message: str, control_id: str, timeout: float, patient_id: str = "") -> Outcome:
+    """AA/CA: sent. AE/AR: failed for good with the receiver's text (MSA-3,
+    else ERR-8); when the refusal names the patient (ack_names_patient) it is
+    a patient mismatch. No answer, or one that cannot be read: resend."""
     try:
         ack_text = _send_and_read(url, message, timeout)
     except ConnectionRefusedError as exc:
@@ -73,11 +81,42 @@ def mdm_send(*, url: str, message: str, control_id: str, timeout: float) -> Outc
         text = text or str(err[8] if len(err) > 8 else err)
     except KeyError:
         pass
+    if ack_names_patient(ack, text=text, patient_id=patient_id):
+        return failed(
+            f"HL7 receiver answered {code} about the patient: {text or 'no reason given'}. Nothing was written; "
+            "check the client's EHR id, name and date of birth against the EHR.",
+            alert="patient_mismatch",
+        )
     return failed(f"HL7 receiver answered {code}: {text or 'no reason given'}", permanent=True)
 
 
+def ack_names_patient(ack, *, text: str, patient_id: str) -> bool:
+    """Whether a refusal is about the patient: an ERR located in PID (ERR-2
+    or the v2.3 ERR-1), or a reason that says "patient" or carries the
+    patient id. Receivers word this freely; these are what interface engines
+    put in a "refuse unknown patients" rule."""
+    try:
+        errs = list(ack.segments("ERR"))
+    except KeyError:
+        errs = []
+    for err in errs:
+        for index in (1, 2):
+            location = _field(err, index)
+            if location.split(ack.separators[3], 1)[0] == "PID":
+                return True
+    lowered = text.lower()
+    return "patient" in lowered or bool(patient_id and patient_id.lower() in lowered)
+
+
 def patient_check(
-    *, url: str, message: str, query_id: str, patient_id: str, birth_date: str, timeout: float
+    *,
+    url: str,
+    message: str,
+    query_id: str,
+    patient_id: str,
+    birth_date: str,
+    timeout: float,
+    assigning_authority: str = "",
 ) -> Outcome | None:
     """Invariant 5 for HL7: send the PDQ query (`message`, built by
     pdq_query_build with `query_id`) and compare the answer with the client.
@@ -89,19 +128,30 @@ def patient_check(
         return retry(f"HL7 patient query: receiver unreachable: {exc}", alert="unreachable")
     except (OSError, EOFError) as exc:  # TimeoutError, a closed connection: no answer
         return retry(f"No answer to the HL7 patient query ({type(exc).__name__})", alert="unreachable")
-    return pdq_answer_check(answer, query_id=query_id, patient_id=patient_id, birth_date=birth_date)
+    return pdq_answer_check(
+        answer,
+        query_id=query_id,
+        patient_id=patient_id,
+        birth_date=birth_date,
+        assigning_authority=assigning_authority,
+    )
 
 
 def _field(segment, index: int) -> str:
     return str(segment[index]) if len(segment) > index else ""
 
 
-def pdq_answer_check(answer: str, *, query_id: str, patient_id: str, birth_date: str) -> Outcome | None:
+def pdq_answer_check(
+    answer: str, *, query_id: str, patient_id: str, birth_date: str, assigning_authority: str = ""
+) -> Outcome | None:
     """Read an RSP^K22 (or the ACK of a receiver without PDQ). `birth_date`
     is ISO (YYYY-MM-DD). None when exactly one PID carries `patient_id` in a
     PID-3 repetition and its PID-7 date is the client's; a mismatch or an
     unknown id fails for good (nothing is written), a receiver that cannot
-    answer PDQ fails with a configuration alert."""
+    answer PDQ fails with a configuration alert. With an
+    `assigning_authority`, the PID whose PID-3 carries the id in that domain
+    (PID-3.4, namespace id or universal id) is the one compared: a
+    multi-domain EHR may answer with one PID per domain that uses the id."""
     try:
         msg = hl7.parse(answer)
         msa = msg.segment("MSA")
@@ -147,14 +197,20 @@ def pdq_answer_check(answer: str, *, query_id: str, patient_id: str, birth_date:
             f"The EHR has no patient with id {patient_id}; check the client's EHR id. Nothing was written.",
             alert="patient_mismatch",
         )
+    if assigning_authority:
+        pids = [pid for pid in pids if _pid_has_id(msg, pid, patient_id, assigning_authority)]
+        if not pids:
+            return failed(
+                f"The EHR has no patient with id {patient_id} in assigning authority {assigning_authority}; "
+                "nothing was written.",
+                alert="patient_mismatch",
+            )
     if len(pids) > 1:
         return failed(
             f"The EHR has {len(pids)} patients with id {patient_id}; nothing was written.", alert="patient_mismatch"
         )
     pid = pids[0]
-    _, _, repetition, component, _ = msg.separators
-    ids = {msg.unescape(rep.split(component)[0]) for rep in _field(pid, 3).split(repetition)}
-    if patient_id not in ids:
+    if not _pid_has_id(msg, pid, patient_id, assigning_authority):
         return failed(
             f"The EHR answered for patient id {patient_id} with another record; nothing was written.",
             alert="patient_mismatch",
@@ -167,3 +223,20 @@ def pdq_answer_check(answer: str, *, query_id: str, patient_id: str, birth_date:
             alert="patient_mismatch",
         )
     return None
+
+
+def _pid_has_id(msg, pid, patient_id: str, authority: str) -> bool:
+    """Whether a PID-3 repetition carries `patient_id` (CX-1) and, when
+    `authority` is given, that domain in CX-4 (HD-1 namespace or HD-2
+    universal id)."""
+    _, _, repetition, component, subcomponent = msg.separators
+    for rep in _field(pid, 3).split(repetition):
+        parts = rep.split(component)
+        if msg.unescape(parts[0]) != patient_id:
+            continue
+        if not authority:
+            return True
+        hd = parts[3].split(subcomponent) if len(parts) > 3 else []
+        if authority in {msg.unescape(p) for p in hd[:2] if p}:
+            return True
+    return False

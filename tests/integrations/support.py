@@ -274,18 +274,31 @@ def fhir_connection(practice, base_url: str, *, sandbox: bool = True, **kwargs) 
 class MLLPReceiver:
     """An HL7 receiver on loopback. MDM messages are answered with `code` (AA,
     AE or AR, MSA-3 `text`) and kept in `received`. IHE PDQ queries (QBP^Q22)
-    are kept in `queries` and answered from `patients` (EHR id -> ISO date
-    of birth): an RSP^K22 with one PID, or QAK NF for an unknown id. With
-    `query_code` AE or AR the query is refused as by a receiver without PDQ."""
+    are kept in `queries` and answered from the patients added (add_patient):
+    an RSP^K22 with one PID per patient record carrying the id (whatever
+    domain the query names, as a supplier that does not filter by domain), or
+    QAK NF for an unknown id. With `query_code` AE or AR the query is refused
+    as by a receiver without PDQ.
 
-    def __init__(self, code: str = "AA", text: str = ""):
+    `mdm_only=True` is a typical interface-engine channel: it answers AR to a
+    QBP^Q22 and is configured to refuse unknown patients. An MDM whose PID-3
+    id (in `authority`, when set), PID-5 family name and PID-7 date of birth
+    match no patient added is answered AE with MSA-3 naming the patient and
+    an ERR located at PID-3; a match is answered with `code`. MDMs it took
+    are in `filed`."""
+
+    def __init__(self, code: str = "AA", text: str = "", *, mdm_only: bool = False, authority: str = ""):
         import hl7
 
         self.code = code
         self.text = text
-        self.query_code = "AA"
-        self.patients: dict[str, str] = {}
+        self.query_code = "AR" if mdm_only else "AA"
+        self.mdm_only = mdm_only
+        self.authority = authority
+        # (id, authority, ISO date of birth, family name) per patient record.
+        self.records: list[tuple[str, str, str, str]] = []
         self.received: list[str] = []
+        self.filed: list[str] = []
         self.queries: list[str] = []
         self.port = free_port()
         self._hl7 = hl7
@@ -296,8 +309,21 @@ class MLLPReceiver:
     def url(self) -> str:
         return f"mllp://127.0.0.1:{self.port}"
 
-    def add_patient(self, client, *, birth_date: str | None = None) -> None:
-        self.patients[client.ehr_patient_id] = birth_date or client.date_of_birth.isoformat()
+    @property
+    def patients(self) -> dict[str, str]:
+        return {pid: birth_date for pid, _, birth_date, _ in self.records}
+
+    def add_patient(
+        self, client, *, birth_date: str | None = None, authority: str | None = None, family_name: str | None = None
+    ) -> None:
+        self.records.append(
+            (
+                client.ehr_patient_id,
+                authority if authority is not None else (self.authority or "EHR"),
+                birth_date or client.date_of_birth.isoformat(),
+                family_name if family_name is not None else client.family_name,
+            )
+        )
 
     def _pdq_answer(self, query) -> str:
         if self.query_code != "AA":
@@ -306,21 +332,59 @@ class MLLPReceiver:
         control = str(query.segment("MSH")[10])
         qpd = query.segment("QPD")
         tag = str(qpd[2])
-        escaped_id = str(qpd[3]).split("^", 1)[1]  # QPD-3 is @PID.3.1^<id>
+        # QPD-3 repeats one parameter per repetition; @PID.3.1^<id> is the id.
+        parameters = dict(p.split("^", 1) for p in str(qpd[3]).split("~"))
+        escaped_id = parameters["@PID.3.1"]
         patient_id = query.unescape(escaped_id)
         header = f"MSH|^~\\&|EHR||PSYFI||20260101000000||RSP^K22^RSP_K21|R{control}|P|2.5.1"
-        birth_date = self.patients.get(patient_id)
-        if birth_date is None:
+        found = [r for r in self.records if r[0] == patient_id]
+        if not found:
             segments = [header, f"MSA|AA|{control}", f"QAK|{tag}|NF|IHE PDQ Query|0|0|0", str(qpd)]
         else:
             segments = [
                 header,
                 f"MSA|AA|{control}",
-                f"QAK|{tag}|OK|IHE PDQ Query|1|1|0",
+                f"QAK|{tag}|OK|IHE PDQ Query|{len(found)}|{len(found)}|0",
                 str(qpd),
-                f"PID|1||{escaped_id}^^^EHR^MR~OTHER-1^^^LAB^PI||Test^Patient||{birth_date.replace('-', '')}|U",
             ]
+            for n, (_, authority, birth_date, family) in enumerate(found, start=1):
+                hd = f"&{authority}&ISO" if authority[:1].isdigit() else authority  # an OID goes in HD-2
+                segments.append(
+                    f"PID|{n}||{escaped_id}^^^{hd}^MR~OTHER-1^^^LAB^PI||{family}^Patient||"
+                    f"{birth_date.replace('-', '')}|U"
+                )
         return "\r".join(segments)
+
+    def _mdm_answer(self, message) -> str:
+        """Answer an MDM as a channel set to refuse unknown patients does."""
+        pid = message.segment("PID")
+        _, _, repetition, component, subcomponent = message.separators
+        ids = []
+        for rep in str(pid[3]).split(repetition):
+            parts = rep.split(component)
+            hd = parts[3].split(subcomponent) if len(parts) > 3 else []
+            ids.append((message.unescape(parts[0]), {message.unescape(p) for p in hd[:2] if p}))
+        family = message.unescape(str(pid[5]).split(component)[0]).lower()
+        birth_date = str(pid[7])[:8]
+        known = any(
+            rbirth.replace("-", "") == birth_date
+            and rfamily.lower() == family
+            and (not self.authority or rauth == self.authority)
+            and any(pid_id == rid and rauth in domains for pid_id, domains in ids)
+            for rid, rauth, rbirth, rfamily in self.records
+        )
+        if known:
+            self.filed.append(str(message))
+            answer = str(message.create_ack(self.code))
+            return answer.rstrip("\r") + f"|{self.text}" if self.text else answer
+        shown = ids[0][0] if ids else ""
+        ack = str(message.create_ack("AE")).rstrip("\r")
+        return "\r".join(
+            [
+                ack + f"|Unknown patient {shown}: no patient with this id, name and date of birth",
+                "ERR||PID^1^3|204^Unknown key identifier^HL70357|E",
+            ]
+        )
 
     async def _handle(self, reader, writer):
         try:
@@ -329,8 +393,12 @@ class MLLPReceiver:
                 if str(message.segment("MSH")[9]).startswith("QBP"):
                     self.queries.append(str(message))
                     answer = self._pdq_answer(message)
+                elif self.mdm_only:
+                    self.received.append(str(message))
+                    answer = self._mdm_answer(message)
                 else:
                     self.received.append(str(message))
+                    self.filed.append(str(message))
                     answer = str(message.create_ack(self.code))
                     if self.text:
                         answer = answer.rstrip("\r") + f"|{self.text}"  # MSA is last: this is MSA-3
