@@ -360,6 +360,13 @@ def _perform(delivery: Delivery) -> Outcome:
     if connection.kind == EHRConnection.Kind.HL7:
         url_check(connection.base_url, schemes=("mllp", "mllps"))
         authority = connection.hl7_assigning_authority
+        # A row edited outside connection_create (the Django admin) is checked here too.
+        _hl7_patient_check_validate(
+            kind=connection.kind,
+            check=connection.hl7_patient_check,
+            authority=authority,
+            patient_query_url=connection.patient_query_url,
+        )
         message = mdm_build(data, mapping, control_id=delivery.hl7_control_id, now=now, assigning_authority=authority)
         # Invariant 5, `pdq`: ask the EHR's PDQ supplier who has this id before
         # writing. `receiver`: the MDM's PID-3 (with authority), PID-5 and

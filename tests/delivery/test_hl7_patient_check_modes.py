@@ -9,13 +9,18 @@ from datetime import date
 
 import hl7
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from integrations.builders.hl7 import pdq_query_build
 from integrations.errors import ConnectionInvalid
 from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection
+from integrations.sandbox.mllp import SandboxMLLP, SandboxPatient, sandbox_mllp_answer, sandbox_patients
 from integrations.services import connection_create, delivery_send
-from integrations.transports.mllp import ack_names_patient
+from integrations.transports.mllp import ack_names_patient, pdq_answer_check
 from tests.factories import client_factory, note_factory, note_sign_now
 from tests.integrations.support import MLLPReceiver
+from tests.integrations.test_fhir_builder import SIGNED
 
 pytestmark = pytest.mark.django_db
 
@@ -279,3 +284,89 @@ def test_the_connection_page_explains_both_checks_and_saves_the_receiver_check(w
     assert (connection.hl7_patient_check, connection.hl7_assigning_authority) == ("receiver", "CLINIC_A")
     listing = browser.get("/integrations/connections/").content.decode()
     assert "patient check: The receiver checks" in listing and "assigning authority CLINIC_A" in listing
+
+
+# ---------------------------------------------------------------- the HL7 sandbox (manage.py integrations_mllp_sandbox)
+
+
+def sandbox_for(world, check: str, authority: str = "") -> SandboxMLLP:
+    # Clients are read here (the test's transaction), not in the server's thread.
+    patients = sandbox_patients(world.practice.pk)
+    return SandboxMLLP(check=check, authority=authority, port=0, patients=lambda: patients).start()
+
+
+@pytest.mark.parametrize("check", ["pdq", "receiver"])
+def test_the_hl7_sandbox_takes_a_note_under_either_check(world, check):
+    note = signed_note(world)
+    sandbox = sandbox_for(world, check, authority="PSYFI_SANDBOX")
+    try:
+        hl7_connection(world, sandbox.url, hl7_patient_check=check, hl7_assigning_authority="PSYFI_SANDBOX")
+        delivery = send(note)
+        assert delivery.state == Delivery.State.DELIVERED, delivery.last_error
+        assert sandbox.answered == (2 if check == "pdq" else 1)  # the query, then the MDM; or the MDM alone
+    finally:
+        sandbox.stop()
+
+
+def test_the_hl7_sandbox_knows_synthetic_clients_only(world):
+    synthetic = client_factory(world.practice, world.clinician, synthetic=True)
+    real = client_factory(world.practice, world.clinician, synthetic=False)
+    ids = {p.ehr_id for p in sandbox_patients(world.practice.pk)}
+    assert synthetic.ehr_patient_id in ids and real.ehr_patient_id not in ids
+
+
+SANDBOX_PATIENT = SandboxPatient("PAT1", "Doe", "Jane", "19900412")
+SANDBOX_MDM = (
+    "MSH|^~\\&|PSYFI||EHR||20261124160200||MDM^T02^MDM_T02|PSYFI000000000007|P|2.5.1\rPID|||{pid3}||{pid5}||{pid7}"
+)
+
+
+@pytest.mark.parametrize(
+    ("pid3", "pid5", "pid7", "code"),
+    [
+        ("PAT1^^^PSYFI_SANDBOX^MR", "Doe^Jane", "19900412", "AA"),
+        ("PAT2^^^PSYFI_SANDBOX^MR", "Doe^Jane", "19900412", "AE"),
+        ("PAT1^^^OTHER^MR", "Doe^Jane", "19900412", "AE"),
+        ("PAT1^^^PSYFI_SANDBOX^MR", "Roe^Jane", "19900412", "AE"),
+        ("PAT1^^^PSYFI_SANDBOX^MR", "Doe^Jane", "19910412", "AE"),
+    ],
+)
+def test_the_receiver_sandbox_refuses_a_patient_it_does_not_know(pid3, pid5, pid7, code):
+    message = hl7.parse(SANDBOX_MDM.format(pid3=pid3, pid5=pid5, pid7=pid7))
+    answer = hl7.parse(
+        sandbox_mllp_answer(message, check="receiver", authority="PSYFI_SANDBOX", patients=[SANDBOX_PATIENT])
+    )
+    assert str(answer.segment("MSA")[1]) == code
+    if code == "AE":
+        assert "Unknown patient" in str(answer.segment("MSA")[3])
+        assert ack_names_patient(answer, text=str(answer.segment("MSA")[3]), patient_id="PAT1")
+
+
+def test_the_receiver_sandbox_refuses_a_pdq_query_and_the_pdq_sandbox_answers_it():
+    query = hl7.parse(pdq_query_build(patient_id="PAT1", query_id="PDQ1", now=SIGNED, assigning_authority="A1"))
+    refused = hl7.parse(sandbox_mllp_answer(query, check="receiver", authority="A1", patients=[SANDBOX_PATIENT]))
+    assert str(refused.segment("MSA")[1]) == "AR"
+    answer = sandbox_mllp_answer(query, check="pdq", authority="A1", patients=[SANDBOX_PATIENT])
+    assert (
+        pdq_answer_check(answer, query_id="PDQ1", patient_id="PAT1", birth_date="1990-04-12", assigning_authority="A1")
+        is None
+    )
+
+
+def test_the_sandbox_command_refuses_the_receiver_check_without_an_authority(world, settings):
+    with pytest.raises(CommandError, match="needs --authority"):
+        call_command("integrations_mllp_sandbox", practice=world.practice.slug, check="receiver")
+    settings.SANDBOX_EHR_ENABLED = False
+    with pytest.raises(CommandError, match="SANDBOX_EHR_ENABLED"):
+        call_command("integrations_mllp_sandbox", practice=world.practice.slug)
+
+
+def test_a_receiver_check_without_an_authority_set_outside_the_form_sends_nothing(world, mdm_only):
+    connection = hl7_connection(world, mdm_only.url)
+    EHRConnection.objects.filter(pk=connection.pk).update(hl7_patient_check="receiver")  # as the Django admin could
+    note = signed_note(world)
+    mdm_only.add_patient(note.client)
+    delivery = send(note)
+    assert delivery.state == Delivery.State.FAILED and "needs the assigning authority" in delivery.last_error
+    assert Alert.objects.get(delivery=delivery).kind == Alert.Kind.CONFIGURATION
+    assert mdm_only.received == [] and mdm_only.queries == []
