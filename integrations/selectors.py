@@ -22,12 +22,25 @@ def delivery_dashboard_for_user(*, user) -> dict:
     for row in deliveries.values("state").annotate(n=Count("pk")):
         counts[row["state"]] = row["n"]
     oldest = deliveries.filter(
-        state__in=[Delivery.State.PENDING, Delivery.State.RETRYING, Delivery.State.UNKNOWN, Delivery.State.SENDING]
+        state__in=[
+            Delivery.State.PENDING,
+            Delivery.State.WAITING,
+            Delivery.State.RETRYING,
+            Delivery.State.UNKNOWN,
+            Delivery.State.SENDING,
+        ]
     ).aggregate(m=Min("created_at"))["m"]
     failures = (
         deliveries.filter(state=Delivery.State.FAILED)
         .select_related("note__client", "connection")
         .order_by("-updated_at")[:100]
+    )
+    # Amendments held back until the version they replace is at the EHR;
+    # last_error says which version they wait for.
+    waiting = (
+        deliveries.filter(state=Delivery.State.WAITING)
+        .select_related("note__client", "replaces")
+        .order_by("created_at")[:100]
     )
     alerts = Alert.objects.filter(practice=practice, resolved_at__isnull=True).order_by("-created_at")[:50]
     return {
@@ -35,6 +48,7 @@ def delivery_dashboard_for_user(*, user) -> dict:
         "counts": [(Delivery.State(state).label, state, n) for state, n in counts.items()],
         "oldest_pending_since": oldest,
         "failures": list(failures),
+        "waiting": list(waiting),
         "alerts": list(alerts),
     }
 

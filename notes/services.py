@@ -764,8 +764,27 @@ def note_amend(*, note: Note, reason: str, actor) -> Note:
     _next_state(note, "amend")
     if not reason.strip():
         raise DomainError("Give a reason for the amendment.", field="reason")
-    if Note.objects.filter(amends=note).exists():
+    earlier_try = Note.objects.select_for_update(of=("self",)).filter(amends=note).first()
+    if earlier_try is not None and earlier_try.state != S.DISCARDED:
         raise IllegalTransition("An amendment of this note is already open.")
+    if earlier_try is not None:
+        # A discarded amendment never left psyfi-review, so it frees the
+        # lineage: it keeps its row and version (the audit log and its history
+        # say what it amended) and lets go of the one-to-one link.
+        earlier_try.amends = None
+        earlier_try.save(update_fields=["amends", "updated_at"])
+        audit_record(
+            practice=note.practice,
+            actor=actor_person(actor),
+            action="note.amendment_detach",
+            obj=earlier_try,
+            note=earlier_try,
+            client=note.client,
+            before={"amends": note.pk},
+            after={"amends": None},
+        )
+    # The next free version: a discarded amendment keeps the number it had.
+    last_version = Note.objects.filter(lineage=note.lineage).order_by("-version").values_list("version", flat=True)[0]
     amendment = Note.objects.create(
         practice=note.practice,
         draft=note.draft,
