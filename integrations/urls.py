@@ -1,11 +1,14 @@
 from django.urls import path
 
-from integrations import views
+from integrations import filing_views, status_views, views
 
 app_name = "integrations"
 urlpatterns = [
     path("deliveries/", views.delivery_dashboard, name="dashboard"),
     path("deliveries/<int:delivery_id>/reprocess/", views.delivery_reprocess, name="reprocess"),
+    path("deliveries/<int:delivery_id>/file/", filing_views.filing_page, name="filing"),
+    path("deliveries/<int:delivery_id>/file/note.pdf", filing_views.filing_pdf, name="filing_pdf"),
+    path("ehr-status/", status_views.note_ehr_status, name="ehr_status"),
     path("connections/", views.connection_list, name="connections"),
     path("connections/<int:connection_id>/test/", views.connection_test, name="connection_test"),
     path("connections/<int:connection_id>/revoke/", views.connection_revoke, name="connection_revoke"),

@@ -21,6 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import audit_phi_access
+from integrations.selectors import delivery_status_for_notes
 from notes import review_services, selectors, services
 from notes.errors import DomainError, SectionConflict
 from notes.forms import ReasonForm, StepUpForm
@@ -154,6 +155,9 @@ def _render_review(
         # A refused stale save (no-script form): the textarea keeps the
         # clinician's text at the new version, so saving again keeps it.
         item["conflict"] = conflict if conflict and conflict["section"] == item["section"].key else None
+    # Where this version, and the one it amends, stand at the EHR (issue 13, point 7).
+    ehr_ids = [pk for pk in (note.pk if note.is_signed else None, note.amends_id) if pk]
+    ehr = delivery_status_for_notes(notes=ehr_ids, practice=note.practice, now=now) if ehr_ids else {}
     return render(
         request,
         "notes/review.html",
@@ -181,6 +185,8 @@ def _render_review(
             if note.state == Note.State.SIGNED
             else None,
             "errors": errors,
+            "ehr_status": ehr.get(note.pk),
+            "earlier_ehr_status": ehr.get(note.amends_id),
         },
         status=status,
     )

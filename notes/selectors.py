@@ -147,6 +147,7 @@ def review_queue_filtered(
         "draft__session_duration_minutes",
         "draft__session_type",
         "template_version__template__name",
+        "amends_id",  # an amendment's row shows its earlier version's EHR status
     )
 
 

@@ -15,6 +15,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
 from audit.services import audit_phi_access
+from integrations.manual_filing import filing_delivery_for_note
+from integrations.selectors import delivery_status_for_notes
 from notes import selectors, services
 from notes.errors import DomainError
 from notes.forms import ConsentForm, PasswordAndCodeForm
@@ -110,6 +112,10 @@ def queue(request: HttpRequest) -> HttpResponse:
         }
         for row in rows
     ]
+    # An amendment in review shows where its earlier version stands at the EHR.
+    earlier = _ehr_statuses(practice=practice, note_ids=[n["amends_id"] for n in notes if n.get("amends_id")])
+    for note in notes:
+        note["earlier_status"] = earlier.get(note.get("amends_id"))
     return render(
         request,
         "notes/queue.html",
@@ -130,7 +136,17 @@ def signed_notes(request: HttpRequest) -> HttpResponse:
         .select_related("client", "clinician", "draft")
         .order_by("-signed_at")[:200]
     )
+    statuses = _ehr_statuses(practice=membership_of(request.user).practice, note_ids=[n.pk for n in notes])
+    for note in notes:
+        note.ehr_status = statuses.get(note.pk)
     return render(request, "notes/signed_notes.html", {"notes": notes})
+
+
+def _ehr_statuses(*, practice, note_ids: list[int]) -> dict:
+    """Where each signed note stands at the EHR (issue 13, point 7), by note id."""
+    from django.utils import timezone
+
+    return delivery_status_for_notes(notes=note_ids, practice=practice, now=timezone.now())
 
 
 @member_required(Role.CLINICIAN, Role.QA_REVIEWER)
@@ -145,6 +161,11 @@ def note_detail(request: HttpRequest, note_id: int) -> HttpResponse:
             "sections": note.sections.all(),
             "flags": note.flags.all(),
             "can_edit": note.clinician_id == request.user.pk and not note.is_signed,
+            # A manual connection's note waiting to be filed by hand: its filing page.
+            "filing_delivery": filing_delivery_for_note(note=note, user=request.user) if note.is_signed else None,
+            "ehr_status": _ehr_statuses(practice=note.practice, note_ids=[note.pk]).get(note.pk)
+            if note.is_signed
+            else None,
         },
     )
 
