@@ -118,12 +118,16 @@ def test_make_runs_demo_script_serves_the_demo_with_worker_and_beat(tmp_path):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(120):
+        # Start-up is migrations-free but imports the whole app three times
+        # (web, worker, beat); on a loaded machine that took over a minute.
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and demo.poll() is None:
             try:
                 if requests.get(f"{base}/login/", timeout=2).status_code == 200:
                     break
             except requests.ConnectionError:
                 time.sleep(0.5)
+        assert demo.poll() is None, f"the demo exited: {demo.stdout.read()[-3000:]}"
         session = requests.Session()
         page = session.get(f"{base}/login/", timeout=5).text
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
