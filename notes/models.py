@@ -43,6 +43,10 @@ class Membership(models.Model):
     credentials = models.CharField(max_length=40, blank=True, help_text="e.g. PsyD, LCSW")
     ehr_practitioner_id = models.CharField(max_length=64, blank=True)
     is_active = models.BooleanField(default=True)
+    # Single-character shortcuts (j, k, e, f, u, ?) on the review pages. A
+    # speech-input or switch user turns them off (WCAG 2.1.4); kept on the
+    # account, not in one browser, because a clinician reviews on several devices.
+    single_key_shortcuts = models.BooleanField(default=True)
     history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     def __str__(self) -> str:
@@ -413,6 +417,39 @@ class InterventionTerm(models.Model):
     class Meta:
         ordering = ["term"]
         constraints = [models.UniqueConstraint(fields=["practice", "term"], name="intervention_unique_term")]
+
+    def __str__(self) -> str:
+        return self.term
+
+
+class InterventionProposal(models.Model):
+    """A term a clinician kept as written in a note, proposed for the
+    practice's vocabulary. Until a practice admin accepts it, it is text in the
+    note only, never a coded intervention (invariant 8)."""
+
+    class State(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
+
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="intervention_proposals")
+    term = models.CharField(max_length=100)
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    note = models.ForeignKey(Note, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PROPOSED)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            # The practice admin's list of proposals waiting for a decision.
+            models.Index(fields=["practice", "created_at"], condition=Q(state="proposed"), name="proposal_open_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.term
