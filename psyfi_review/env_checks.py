@@ -36,3 +36,15 @@ def absolute_uri(name: str, value: str) -> str:
     if not parts.scheme or any(c.isspace() for c in value) or not (parts.netloc or parts.path.strip("/")):
         raise ImproperlyConfigured(f"{name} must be an absolute URI (e.g. https://notes.example.org/note-id).")
     return value
+
+
+def positive_number(name: str, value: str) -> float:
+    """`value` as a float; raises ImproperlyConfigured unless it is a finite
+    number above zero (a zero or negative age would alert on every note)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (0 < number < float("inf")):
+        raise ImproperlyConfigured(f"{name} must be a number above zero, not {value!r}.")
+    return number

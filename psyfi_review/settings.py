@@ -16,7 +16,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from integrations.egress import egress_allow_setting
-from psyfi_review.env_checks import absolute_uri, fernet_keys
+from psyfi_review.env_checks import absolute_uri, fernet_keys, positive_number
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("PSYFI_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -307,6 +307,11 @@ PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS = env.int("PSYFI_DELIVERY_ALERT_AFTER_ATTEMP
 # A row in "sending" longer than this is taken to be a dead worker's.
 PSYFI_DELIVERY_STALE_SECONDS = env.float("PSYFI_DELIVERY_STALE_SECONDS", default=300.0)
 PSYFI_DELIVERY_SWEEP_SECONDS = env.float("PSYFI_DELIVERY_SWEEP_SECONDS", default=60.0)
+# A manual connection's note not confirmed as filed in the EHR this many hours
+# after signing raises one alert (integrations.manual_filing, run by the sweeper).
+MANUAL_FILING_ALERT_HOURS = positive_number(
+    "MANUAL_FILING_ALERT_HOURS", env.str("MANUAL_FILING_ALERT_HOURS", default="48")
+)
 # The built-in sandbox EHR at /sandbox/fhir/ (integrations.sandbox): mounted
 # only when on; off in settings_production.
 SANDBOX_EHR_ENABLED = env.bool("SANDBOX_EHR_ENABLED", default=True)
