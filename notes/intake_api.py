@@ -26,6 +26,7 @@ from notes.api_keys import (
     ai_source_key_touch,
     ai_source_key_use_record,
 )
+from notes.api_throttles import RefusalThrottledMixin
 from notes.intake_limits import PayloadTooLarge
 from notes.intake_serializers import KEY_MESSAGE, KEY_PATTERN, DraftInputSerializer, flatten_errors, intake_validate
 from notes.models import AISourceKey
@@ -103,6 +104,7 @@ _ERROR_FIELDS = [
     (exceptions.NotFound, "id"),
     (Http404, "id"),
     (exceptions.MethodNotAllowed, "method"),
+    (exceptions.Throttled, "authorization"),
 ]
 
 
@@ -123,7 +125,7 @@ def intake_exception_handler(exc, context):
     return response
 
 
-class IntakeApiView(APIView):
+class IntakeApiView(RefusalThrottledMixin, APIView):
     authentication_classes = [AISourceKeyAuthentication]
     permission_classes = [IsAISource]
     parser_classes = [LimitedJSONParser]
@@ -248,6 +250,7 @@ _ERRORS = {
     ),
     415: OpenApiResponse(ErrorSerializer, description="Send application/json"),
     422: OpenApiResponse(ErrorSerializer, description="Idempotency key already used for a different draft"),
+    429: OpenApiResponse(ErrorSerializer, description="Too many refused calls from this address or for this key"),
 }
 
 
@@ -332,7 +335,7 @@ class DraftDetailApi(IntakeApiView):
         operation_id="drafts_retrieve",
         summary="A draft's state",
         parameters=[OpenApiParameter("draft_id", int, OpenApiParameter.PATH, description="The draft id")],
-        responses={200: OutputSerializer, **{k: _ERRORS[k] for k in (401, 403, 404, 406)}},
+        responses={200: OutputSerializer, **{k: _ERRORS[k] for k in (401, 403, 404, 406, 429)}},
     )
     def get(self, request, draft_id: str):
         if not draft_id.isascii() or not draft_id.isdigit() or not 0 < int(draft_id) < 2**63:
