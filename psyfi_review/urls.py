@@ -1,10 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django_otp.admin import OTPAdminSite
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
+from notes.api_errors import api_not_found
 from notes.urls import api_urlpatterns
 
 # The operator's Django admin also needs the second factor.
@@ -18,6 +19,8 @@ urlpatterns = [
         SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),
         name="api_schema",
     ),
+    # Anything else under /api/ (a non-integer id too) gets the API's JSON 404.
+    re_path(r"^api/", api_not_found),
     path("integrations/", include("integrations.urls")),
     # The built-in sandbox EHR: demo and tests only (off in settings_production).
     *([path("sandbox/fhir/", include("integrations.sandbox.urls"))] if settings.SANDBOX_EHR_ENABLED else []),
