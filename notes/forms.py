@@ -1,8 +1,14 @@
+import math
 import re
+import time
 
+from axes.handlers.proxy import AxesProxyHandler
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_login_failed
+from django.utils import timezone
+from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -17,8 +23,38 @@ def otp_device_for_token(user, token: str):
     return model.objects.filter(user=user, confirmed=True).first()
 
 
+def _seconds(n: int) -> str:
+    return f"{n} second" if n == 1 else f"{n} seconds"
+
+
+def _totp_already_used(device: TOTPDevice, token: str) -> bool:
+    """True when token is a code this device accepted before: it matches a
+    time step at or before the last accepted one (django-otp's last_t), so
+    django-otp refuses it although the person typed what the app shows."""
+    if not token.isdigit():
+        return False
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time()
+    return totp.verify(int(token), device.tolerance) and totp.t() <= device.last_t
+
+
+def _wait_after_failure(device) -> str:
+    """The wait django-otp now imposes before the next try (it doubles with
+    every wrong code in a row, from the device's throttle factor)."""
+    if not device.throttling_enabled or device.throttling_failure_count == 0:
+        return ""
+    wait = device.get_throttle_factor() * 2 ** (device.throttling_failure_count - 1)
+    return (
+        f" Wait {_seconds(wait)} before the next try; each wrong code in a row doubles the wait"
+        f" (next: {_seconds(wait * 2)})."
+    )
+
+
 def otp_verify(user, token: str):
-    """The verified device, or a ValidationError a person can act on."""
+    """The verified device, or a ValidationError a person can act on: a code
+    already used says to wait for the next one (and costs no try), a wrong
+    code says how long to wait before the next try, a throttled try says how
+    much longer."""
     token = (token or "").strip().replace(" ", "")
     if not token:
         raise forms.ValidationError("Enter the code from your authenticator app or a backup code.", code="otp")
@@ -27,10 +63,36 @@ def otp_verify(user, token: str):
         raise forms.ValidationError("That code is not valid.", code="otp")
     allowed, extra = device.verify_is_allowed()
     if not allowed:
-        raise forms.ValidationError("Too many wrong codes. Wait a little and try again.", code="otp_throttled")
+        locked_until = (extra or {}).get("locked_until")
+        left = max(1, math.ceil((locked_until - timezone.now()).total_seconds())) if locked_until else None
+        wait = f"Wait {_seconds(left)}, then enter the code your app shows." if left else "Wait, then try again."
+        raise forms.ValidationError(
+            f"Too many wrong codes in a row ({extra.get('failure_count', 1) if extra else 1}). {wait}",
+            code="otp_throttled",
+        )
+    if isinstance(device, TOTPDevice) and _totp_already_used(device, token):
+        raise forms.ValidationError(
+            "That code was already used: each code works once. Wait for the next code in your"
+            f" authenticator app (a new one every {_seconds(device.step)}) and enter that.",
+            code="otp_reused",
+        )
     if not device.verify_token(token):
-        raise forms.ValidationError("That code is not valid.", code="otp")
+        hint = " Each backup code works once." if isinstance(device, StaticDevice) else ""
+        raise forms.ValidationError(f"That code is not valid.{hint}{_wait_after_failure(device)}", code="otp")
     return device
+
+
+def _lockout_hint(request, username: str) -> str:
+    """How many failed logins are left before django-axes locks this username
+    from this address, and for how long."""
+    limit = settings.AXES_FAILURE_LIMIT
+    if not isinstance(limit, int) or request is None:
+        return ""
+    failures = AxesProxyHandler.get_failures(request, {"username": username})
+    left = max(0, limit - failures)
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    tries = "1 more try" if left == 1 else f"{left} more tries"
+    return f" {tries} before logging in is locked for {minutes} minutes."
 
 
 class PasswordAndCodeForm(AuthenticationForm):
@@ -49,11 +111,12 @@ class PasswordAndCodeForm(AuthenticationForm):
         if user is not None:
             try:
                 self.otp_device = otp_verify(user, cleaned.get("otp_token", ""))
-            except forms.ValidationError:
-                user_login_failed.send(
-                    sender=__name__, credentials={"username": cleaned.get("username")}, request=self.request
-                )
-                raise
+            except forms.ValidationError as exc:
+                username = cleaned.get("username")
+                user_login_failed.send(sender=__name__, credentials={"username": username}, request=self.request)
+                raise forms.ValidationError(
+                    exc.messages[0] + _lockout_hint(self.request, username), code=exc.code
+                ) from exc
         return cleaned
 
 

@@ -390,7 +390,9 @@ def step_up(request: HttpRequest) -> HttpResponse:
         next_url = reverse("queue")
     if not form.is_valid():
         if _wants_json(request):
-            return _json_error("That code is not valid.", status=400, errors=_field_errors(form))
+            # The form's own words: they say whether to wait for the next code or how long.
+            message = " ".join(form.errors.get("otp_token", [])) or "That code is not valid."
+            return _json_error(message, status=400, errors=_field_errors(form))
         return render(request, "notes/step_up.html", {"form": form, "next": next_url}, status=400)
     minutes = int(settings.SIGN_STEP_UP_WINDOW.total_seconds() // 60)
     if _wants_json(request):
