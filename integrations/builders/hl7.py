@@ -44,12 +44,27 @@ def hl7_authority(authority: str) -> str:
     return hl7_escape(authority)
 
 
+# XCN-7 is an IS (20 characters); Membership.credentials may list several.
+_DEGREE_MAX = 20
+
+
+def _degree(credentials: str) -> str:
+    """The credentials when they fit XCN-7, else the first one listed
+    ("PsyD, LCSW, LMFT, CADC-II" -> "PsyD"), else none: a degree that does
+    not fit must not stop the note (the text names the signer in full)."""
+    credentials = credentials.strip()
+    if len(hl7_escape(credentials)) <= _DEGREE_MAX:
+        return credentials
+    first = re.split(r"[,;/\s]+", credentials)[0]
+    return first if len(hl7_escape(first)) <= _DEGREE_MAX else ""
+
+
 def hl7_xcn(*, ehr_id: str, family: str, given: str, degree: str) -> list[str]:
     """An XCN (HL7 v2.5) as its components: 1 ID (the practitioner's EHR id,
     empty when unknown), 2 family name, 3 given name, 4 middle, 5 suffix,
     6 prefix, 7 degree (the credentials, e.g. PsyD). Built from the stored
     name parts, never parsed from a display name; trailing empties dropped."""
-    components = [hl7_escape(v.strip()) for v in (ehr_id, family, given, "", "", "", degree)]
+    components = [hl7_escape(v.strip()) for v in (ehr_id, family, given, "", "", "", _degree(degree))]
     while components and not components[-1]:
         components.pop()
     return components

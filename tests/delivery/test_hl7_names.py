@@ -80,6 +80,13 @@ def test_without_credentials_the_degree_is_left_out():
     assert txa(build(**{**RIVERA, "clinician_credentials": ""}))[9] == "PR-1001^Rivera^Sam"
 
 
+def test_credentials_too_long_for_the_degree_give_the_first_one_listed():
+    text = build(**{**RIVERA, "clinician_credentials": "PsyD, LCSW, LMFT, CADC-II"})
+    assert txa(text)[5] == "PR-1001^Rivera^Sam^^^^PsyD"
+    parse_message(text, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
+    assert txa(build(**{**RIVERA, "clinician_credentials": "X" * 40}))[5] == "PR-1001^Rivera^Sam"
+
+
 def test_hl7_delimiters_in_a_name_are_escaped_and_read_back():
     text = build(**{**RIVERA, "clinician_family_name": "O^Brien|Smith&Co", "clinician_given_name": "Jo~Jo\\"})
     assert txa(text)[5] == "PR-1001^O\\S\\Brien\\F\\Smith\\T\\Co^Jo\\R\\Jo\\E\\^^^^PsyD"
