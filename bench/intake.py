@@ -114,7 +114,11 @@ def _application():
     from django.core.wsgi import get_wsgi_application
 
     settings.ROOT_URLCONF = _bare_urlconf()
-    return get_wsgi_application()
+    application = get_wsgi_application()
+    from notes.risk_language import risk_pipeline
+
+    risk_pipeline()  # as psyfi_review/wsgi.py does: at worker boot, not in the first request
+    return application
 
 
 if __name__ != "__main__":

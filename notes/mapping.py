@@ -8,9 +8,18 @@ in the template's fallback section, or in a flag for manual placement.
 
 import json
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
+from notes.risk_language import (
+    RiskSource,
+    risk_confirm_message,
+    risk_current_message,
+    risk_findings,
+    risk_scan_shared,
+)
 from notes.vocabulary import InterventionVocabulary, icd10_check
 
 # The AI output fields of intake schema v1 that carry note content.
@@ -47,14 +56,6 @@ FIELD_LABELS = {
 
 RISK_LEVELS = ("none", "low", "moderate", "high", "imminent")
 HIGH_RISK_LEVELS = ("high", "imminent")
-
-# Crisis language a clinician must see even when the scribe rated risk low.
-CRISIS_PATTERNS = re.compile(
-    r"\b(suicid\w*|kill (my|him|her|them)sel(f|ves)|end (my|his|her) life|want(s|ed)? to die|"
-    r"better off dead|self[- ]harm\w*|cutting (myself|herself|himself)|overdos\w*|homicid\w*|"
-    r"hurt (someone|somebody|others)|plan to (die|kill))\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -170,20 +171,36 @@ def map_ai_output(
         else:
             _append(target, _as_text(value), heading=heading)
 
-    all_text = "\n".join(s.text for s in sections.values())
-    crisis = sorted({m.group(0).lower() for m in CRISIS_PATTERNS.finditer(all_text)})
-    if crisis:
+    # Every piece of AI text is scanned: placed, fallback and awaiting
+    # placement (issue #12, point 2). Only asserted-current risk marks the note.
+    sources = [RiskSource(text=s.text, section_key=s.key) for s in sections.values()] + [
+        RiskSource(text=_as_text(f.value), field=f.field) for f in flags if f.kind == "unplaced_content"
+    ]
+    all_text = "\n".join(source.text for source in sources)
+    current, denials = risk_findings(sources)
+    for finding in current:
         high_risk = True
+        where = f"in “{finding.source.field}”, awaiting placement" if finding.source.field else "in the draft"
         flags.append(
             FlagSpec(
                 kind="risk",
-                message="Crisis language in the draft (" + ", ".join(f"“{c}”" for c in crisis) + "). Review the "
-                "risk assessment and safety plan before signing.",
-                value=crisis,
+                section_key=finding.source.section_key,
+                field=finding.source.field,
+                value={"statements": list(finding.statements)},
+                message=risk_current_message(finding, where=where),
+            )
+        )
+    if denials and _risk_unassessed(ai_output.get("risk_assessment")):
+        flags.append(
+            FlagSpec(
+                kind="risk",
+                field="risk_assessment",
+                value={"denials": sorted({s for d in denials for s in d.statements})},
+                message=risk_confirm_message(denials),
             )
         )
 
-    named = [n for n in other_participant_names if n and re.search(rf"\b{re.escape(n)}\b", all_text, re.IGNORECASE)]
+    named = _names_in(all_text, [n for n in other_participant_names if n])
     for name in named:
         # "Sam Okafor" found: one flag, not three more for "Sam" and "Okafor".
         if any(name.lower() != other.lower() and name.lower() in other.lower() for other in named):
@@ -208,6 +225,50 @@ def map_ai_output(
             )
 
     return MappedNote(sections=sorted(sections.values(), key=lambda s: s.order), flags=flags, high_risk=high_risk)
+
+
+# Per line of text, the names already looked for in it and whether each was
+# found, in the current shared_text_scans() block; None outside one.
+_NAME_MEMO: ContextVar[dict[str, dict[str, bool]] | None] = ContextVar("mapping_name_memo", default=None)
+
+
+@contextmanager
+def shared_text_scans():
+    """Within this block each distinct line of text is scanned once for risk
+    language and once for each name, however many notes it is mapped into. A
+    group session's notes each hold the session-wide text again: 30
+    participants would otherwise scan it 30 times. Each note's own lines are
+    still scanned; the memo ends with the block."""
+    token = _NAME_MEMO.set({})
+    try:
+        with risk_scan_shared():
+            yield
+    finally:
+        _NAME_MEMO.reset(token)
+
+
+def _name_found(name: str, text: str) -> bool:
+    return re.search(rf"\b{re.escape(name)}\b", text, re.IGNORECASE) is not None
+
+
+def _names_in(text: str, names: list[str]) -> list[str]:
+    """The names found in text as whole words, in any case. A name without a
+    line break can only be found within one line, so inside
+    shared_text_scans() each line is searched once per name; one search for
+    all the names first skips the line when none is in it."""
+    memo = _NAME_MEMO.get()
+    if memo is None or any(n.splitlines() != [n] for n in names):
+        return [n for n in names if _name_found(n, text)]
+    found = set()
+    for line in dict.fromkeys(text.splitlines()):
+        seen = memo.setdefault(line, {})
+        todo = [n for n in names if n not in seen]
+        if todo:
+            any_of = re.search(r"\b(?:" + "|".join(re.escape(n) for n in todo) + r")\b", line, re.IGNORECASE)
+            for n in todo:
+                seen[n] = any_of is not None and _name_found(n, line)
+        found.update(n for n in names if seen[n])
+    return [n for n in names if n in found]
 
 
 def _place_unplaced(name, value, template: TemplateSpec, sections) -> list[FlagSpec]:
@@ -313,3 +374,10 @@ def _map_risk(value, target: MappedSection, heading: str) -> tuple[list[FlagSpec
             )
         )
     return flags, level in HIGH_RISK_LEVELS
+
+
+def _risk_unassessed(value) -> bool:
+    """No risk assessment in the draft: absent, empty, or level "none" with no text."""
+    if isinstance(value, dict):
+        return not _as_text(value.get("text", "")) and str(value.get("level", "") or "none").lower() == "none"
+    return not _as_text(value)

@@ -37,6 +37,7 @@ from notes.errors import (
     StepUpRequired,
 )
 from notes.mapping import SectionSpec, TemplateSpec, map_ai_output
+from notes.risk_services import note_section_risk_rescan
 from notes.models import (
     AISource,
     Client,
@@ -599,6 +600,8 @@ def note_edit_section(
     section.save(update_fields=["text", "codes", "origin", "version"])
     note.state = new_state
     note.save(update_fields=["state", "updated_at"])
+    # Risk language the edit (or a placement) adds is flagged before signing.
+    note_section_risk_rescan(note=note, section=section, actor=actor)
     audit_record(
         practice=note.practice,
         actor=actor_person(actor),
