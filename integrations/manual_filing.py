@@ -252,11 +252,9 @@ def manual_filing_confirm(
         before={"state": S.AWAITING_FILING},
         after={"state": S.DELIVERED, "ehr_id": ehr_reference, "filed_by": actor.pk, "attempt": delivery.attempts},
     )
-    release = getattr(services, "delivery_release_waiting", None)
-    if release is not None:
-        # An amendment waiting for this version goes next (after commit, so
-        # it reads this row as delivered); the sweeper is the backstop.
-        transaction.on_commit(lambda: release(replaces_id=delivery.pk))
+    # An amendment waiting for this version goes next (after commit, so it
+    # reads this row as delivered); the sweeper is the backstop.
+    transaction.on_commit(lambda: services.delivery_release_waiting(replaces_id=delivery.pk))
     return delivery
 
 

@@ -26,6 +26,7 @@ from integrations.errors import ConnectionInvalid, DeliveryRefused
 from integrations.manual_filing import manual_filing_alert_overdue, manual_filing_confirm
 from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection
 from integrations.services import connection_create, delivery_send, delivery_sweep
+from notes import services as note_services
 from notes.errors import NotPermitted
 from notes.models import Membership, Note, NoteTemplate
 from tests.factories import client_factory, member_factory, note_factory, note_sign_now
@@ -227,6 +228,25 @@ def test_a_second_confirmation_is_refused_and_changes_nothing(world, login_as):
     assert delivery.filed_by == world.clinician and delivery.ehr_id == "first"
     assert DeliveryAttempt.objects.filter(delivery=delivery, outcome="filed").count() == 1
     assert AuditEvent.objects.filter(action="delivery.filed", object_id=str(delivery.pk)).count() == 1
+
+
+def test_an_amendment_waits_for_its_earlier_version_to_be_filed_then_is_offered(
+    world, login_as, django_capture_on_commit_callbacks
+):
+    delivery = awaiting(world)
+    amendment = note_services.note_amend(note=delivery.note, reason="Wrong homework", actor=world.clinician)
+    amendment = note_sign_now(amendment, world.clinician)
+    later = Delivery.objects.get(note=amendment)
+    assert later.state == S.WAITING
+    with django_capture_on_commit_callbacks(execute=True):
+        manual_filing_confirm(delivery=delivery, actor=world.clinician, ehr_reference="SP-1")
+    later.refresh_from_db()
+    assert later.state == S.PENDING
+    delivery_send(delivery_id=later.pk)
+    later.refresh_from_db()
+    assert later.state == S.AWAITING_FILING
+    html = login_as(world.clinician).get(filing_url(later)).content.decode()
+    assert "<h2>Amendment</h2>" in html and "Wrong homework" in html
 
 
 def test_an_ehr_reference_longer_than_the_field_is_a_form_error(world, login_as):
