@@ -1,16 +1,20 @@
-"""Play the AI scribe: post the demo drafts to a running server through the real
-intake API (HTTP, API key, JSON), then post one again to show idempotency.
+"""Play the AI scribe: post new synthetic sessions to a running server through
+the real intake API (HTTP, API key, JSON), then post one again to show
+idempotency. Each run posts new sessions (free session times, new draft ids,
+text drawn at random from notes/demo_data.py), never the seeded drafts again.
 
     .venv/bin/python manage.py post_demo_drafts --url http://127.0.0.1:8000 --key psk_...
     .venv/bin/python manage.py post_demo_drafts --url http://127.0.0.1:8000 --create-key
 
-The database is read only to pick the practice's clients and clinicians for
-the payloads (a real scribe knows them from the EHR); everything is written
-by the server, through the API.
+The database is read only to pick the practice's clients and clinicians and
+the session times already taken (a real scribe knows them from the EHR and
+its own calendar); everything is written by the server, through the API.
 """
 
 import json
+import random
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 
 import requests
@@ -18,17 +22,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from notes.api_keys import ai_source_key_create
-from notes.models import AISource, AISourceKey, Client, Membership, Practice
+from notes.models import AISource, AISourceKey, Client, Draft, Membership, Practice
 
 TIMEOUT = 30
 
 
-def _demo_specs() -> tuple[list[dict], dict]:
-    """The demo practice's drafts (notes/demo_data.py), reused so the scribe
-    side posts the same realistic text the seeded queue shows."""
-    from notes.demo_data import DRAFTS, GROUP_DRAFT
-
-    return DRAFTS, GROUP_DRAFT
+# Session slots the scribe may use: working hours on past days, newest first.
+SLOT_HOURS = (8, 9, 10, 11, 13, 14, 15, 16, 17)
+SLOT_DAYS_BACK = 120
 
 
 class Command(BaseCommand):
@@ -54,24 +55,34 @@ class Command(BaseCommand):
         self.endpoint = url.rstrip("/") + "/api/v1/drafts"
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        drafts, group = _demo_specs()
+        from notes.demo_data import SCRIBE_GROUP_SESSIONS, SCRIBE_HIGH_RISK, SCRIBE_SESSIONS
+
         clients = self._clients()
         run = uuid.uuid4().hex[:8]
+        rng = random.Random(run)
+        slots = self._free_slots()
+        consenting = [c for c in clients if c.active_consent is not None]
+        narratives = rng.sample(SCRIBE_SESSIONS, k=min(len(SCRIBE_SESSIONS), len(consenting)))
+        # One consenting client's session is high-risk, so the run shows the risk flags too.
+        if consenting:
+            narratives[rng.randrange(len(narratives))] = rng.choice(SCRIBE_HIGH_RISK)
         first = None
-        for i, spec in enumerate(drafts):
-            client = self._pick(clients, spec["client"], i)
-            body = self._payload(spec, client=client, draft_id=f"demo-{run}-{i + 1}")
-            response = self._post(body, label=f"{spec['type']} draft for client {client.pk}")
+        for i, (client, narrative) in enumerate(zip(consenting, narratives, strict=False)):
+            body = self._payload(narrative, client=client, start=next(slots), template=rng.choice(("soap", "dap")))
+            body["draft_id"] = f"demo-{run}-{i + 1}"
+            self._post(body, label=f"{body['template'].upper()} draft for client {client.pk}")
             first = first or body
         no_consent = next((c for c in clients if c.active_consent is None), None)
         if no_consent is not None:
-            spec = {**drafts[0], "client": no_consent.ehr_patient_id}
-            body = self._payload(spec, client=no_consent, draft_id=f"demo-{run}-blocked")
+            body = self._payload(rng.choice(SCRIBE_SESSIONS), client=no_consent, start=next(slots), template="soap")
+            body["draft_id"] = f"demo-{run}-blocked"
             self._post(body, label=f"draft for client {no_consent.pk} (no consent)")
-        members = [self._pick(clients, ehr_id, i) for i, ehr_id in enumerate(group["participants"])]
-        members = list({c.pk: c for c in members}.values())
+        # A group of the last three clients: the one without consent is skipped by the server.
+        members = clients[-3:]
         if len(members) >= 2:
-            self._post(self._group_payload(group, members, draft_id=f"demo-{run}-group"), label="group session")
+            body = self._group_payload(rng.choice(SCRIBE_GROUP_SESSIONS), members, start=next(slots))
+            body["draft_id"] = f"demo-{run}-group"
+            self._post(body, label="group session")
         if first is not None:
             response = self._post(first, label="the first draft again (same draft_id)")
             if response.status_code != 200:
@@ -101,15 +112,6 @@ class Command(BaseCommand):
             raise CommandError(f"Practice {self.practice.slug} has no clients (run `manage.py seed_demo`).")
         return clients
 
-    @staticmethod
-    def _pick(clients: list[Client], ehr_id: str, i: int) -> Client:
-        """The spec's client if the practice has it, else one of the consenting clients."""
-        named = next((c for c in clients if c.ehr_patient_id == ehr_id), None)
-        if named is not None:
-            return named
-        consenting = [c for c in clients if c.active_consent is not None] or clients
-        return consenting[i % len(consenting)]
-
     def _clinician_ref(self, client: Client) -> dict:
         clinicians = Membership.objects.filter(
             practice=self.practice, role=Membership.Role.CLINICIAN, is_active=True, user__is_active=True
@@ -119,39 +121,51 @@ class Command(BaseCommand):
             raise CommandError(f"Practice {self.practice.slug} has no active clinician.")
         return {"id": membership.user_id}
 
-    @staticmethod
-    def _start(day_offset: int, hour: int) -> str:
-        day = timezone.localdate() - timedelta(days=day_offset)
-        start = timezone.make_aware(datetime.combine(day, time(hour, 0)))
-        return min(start, timezone.now() - timedelta(hours=1)).isoformat()
+    def _free_slots(self) -> Iterator[str]:
+        """Session starts no draft of the practice has yet (seeded, posted by an
+        earlier run, or by this one), newest first, each at least an hour ago.
+        One clinician sees one client at a time, so a taken slot is skipped
+        whoever it belongs to."""
+        taken = {
+            start.timestamp()
+            for start in Draft.objects.filter(client__practice=self.practice).values_list("session_start", flat=True)
+        }
+        latest = timezone.now() - timedelta(hours=1)
+        today = timezone.localdate()
+        for days_back in range(SLOT_DAYS_BACK):
+            day = today - timedelta(days=days_back)
+            for hour in reversed(SLOT_HOURS):
+                start = timezone.make_aware(datetime.combine(day, time(hour, 0)))
+                if start <= latest and start.timestamp() not in taken:
+                    taken.add(start.timestamp())
+                    yield start.isoformat()
+        raise CommandError(f"No free session time in the last {SLOT_DAYS_BACK} days.")
 
-    def _payload(self, spec: dict, *, client: Client, draft_id: str) -> dict:
+    def _payload(self, narrative: dict, *, client: Client, start: str, template: str) -> dict:
         ref = {"ehr_patient_id": client.ehr_patient_id} if client.ehr_patient_id else {"id": client.pk}
         return {
             "schema_version": 1,
-            "draft_id": draft_id,
-            "template": spec["template"],
+            "template": template,
             "client": ref,
             "clinician": self._clinician_ref(client),
-            "session": {"start": self._start(*spec["start"]), "duration_minutes": 53, "type": spec["type"]},
+            "session": {"start": start, "duration_minutes": 53, "type": "individual"},
             "model": {"name": "scribe-llm", "version": "2.3"},
-            **spec["payload"],
+            **narrative,
         }
 
-    def _group_payload(self, spec: dict, members: list[Client], *, draft_id: str) -> dict:
+    def _group_payload(self, narrative: dict, members: list[Client], *, start: str) -> dict:
         return {
             "schema_version": 1,
-            "draft_id": draft_id,
-            "template": spec["template"],
+            "template": "soap",
             "clinician": self._clinician_ref(members[0]),
             "session": {
-                "start": self._start(*spec["start"]),
+                "start": start,
                 "duration_minutes": 90,
                 "type": "group",
                 "participants": [{"client": {"id": c.pk}, "name": c.given_name} for c in members],
             },
             "model": {"name": "scribe-llm", "version": "2.3"},
-            **spec["payload"],
+            **narrative,
         }
 
     def _post(self, body: dict, *, label: str) -> requests.Response:
