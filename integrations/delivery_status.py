@@ -65,6 +65,15 @@ def delivery_ehr_url(*, kind: str, base_url: str, ehr_id: str, mapping_document:
     return url if urlsplit(url).scheme in ("http", "https") else ""
 
 
+# Said on the note once it is delivered: whether the EHR holds the record of
+# who wrote what (the AI scribe, the signing clinician) beside the note.
+_PROVENANCE_DETAIL = {
+    "stored": "Provenance (AI scribe and signer) stored at the EHR.",
+    "unsupported": "Provenance: not supported by this EHR; the record of the AI scribe and the signer stays "
+    "in psyfi-review's audit trail.",
+}
+
+
 def delivery_status_view(delivery, *, tz: tzinfo, now: datetime | None = None, psychotherapy: bool = False) -> dict:
     """The status of one delivery as {state, label, tone, detail, ehr_id,
     ehr_url, at, final}. `delivery` may be None (a signed note that makes no
@@ -96,7 +105,7 @@ def delivery_status_view(delivery, *, tz: tzinfo, now: datetime | None = None, p
             state=state,
             label=label,
             tone="ok",
-            detail="",
+            detail=_PROVENANCE_DETAIL.get(getattr(delivery, "provenance_state", ""), ""),
             ehr_id=delivery.ehr_id,
             ehr_url=_url(delivery, connection),
             at=delivery.delivered_at,

@@ -179,6 +179,23 @@ class Delivery(models.Model):
     ehr_id = models.CharField(max_length=200, blank=True)
     last_error = models.TextField(blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # The retry budget (PSYFI_DELIVERY_RETRY_BUDGET_HOURS) counts from here,
+    # not in attempts: a transient fault delays a note, never drops it.
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When the EHR last confirmed the patient (invariant 5); not repeated on
+    # every retry, only once older than PSYFI_PATIENT_RECHECK_HOURS.
+    patient_checked_at = models.DateTimeField(null=True, blank=True)
+
+    class ProvenanceState(models.TextChoices):
+        NONE = "", "Not yet known"
+        OWED = "owed", "Owed to the EHR"
+        STORED = "stored", "Stored at the EHR"
+        UNSUPPORTED = "unsupported", "Not supported by this EHR"
+
+    # Where the connection supports Provenance, a delivery is complete only
+    # when the note and its Provenance are both stored.
+    provenance_state = models.CharField(max_length=12, choices=ProvenanceState.choices, blank=True, default="")
+    provenance_ehr_id = models.CharField(max_length=200, blank=True)
     # Manual filing: who confirmed "filed in EHR" (delivered_at says when,
     # ehr_id holds the EHR reference they gave, if any).
     filed_by = models.ForeignKey(
@@ -220,6 +237,9 @@ class DeliveryAttempt(models.Model):
     """The send ledger: one row per attempt and its answer (invariant 6)."""
 
     class Outcome(models.TextChoices):
+        # Written and committed before the request leaves; completed with the
+        # answer. A row still `sending` is a request that may have reached the EHR.
+        SENDING = "sending", "Sent, no answer recorded yet"
         SENT = "sent", "Sent"
         RETRY = "retry", "Retry later"
         FAILED = "failed", "Failed"
@@ -254,6 +274,7 @@ class Alert(models.Model):
         CONFIGURATION = "configuration", "Connection configuration"
         DUPLICATE = "duplicate", "Duplicate at the EHR"
         UNFILED = "unfiled", "Not filed in the EHR"
+        LONG_RETRY = "long_retry", "Delivery retrying for over an hour"
 
     practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="alerts")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -119,15 +119,10 @@ def practice_zone(practice):
 
 
 def _deliveries_with_status_fields():
-    """What delivery_status_view reads, in the same query: the connection,
-    the pinned mapping (a REST record URL) and when the first attempt began
-    ("retrying since"), from the send ledger."""
-    from django.db.models import OuterRef, Subquery
-
-    from integrations.models import DeliveryAttempt
-
-    first = DeliveryAttempt.objects.filter(delivery=OuterRef("pk")).order_by("started_at").values("started_at")[:1]
-    return Delivery.objects.select_related("connection", "mapping").annotate(first_attempt_at=Subquery(first))
+    """What delivery_status_view reads, in the same query: the connection and
+    the pinned mapping (a REST record URL); "retrying since" is the row's own
+    first_attempt_at."""
+    return Delivery.objects.select_related("connection", "mapping")
 
 
 def delivery_status_for_notes(*, notes, practice, now) -> dict:

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.services import actor_person, actor_system, audit_record
@@ -40,7 +41,7 @@ from integrations.sandbox.access import sandbox_credentials_issue
 from integrations.transports import fhir as fhir_transport
 from integrations.transports import mllp as mllp_transport
 from integrations.transports import rest as rest_transport
-from integrations.transports.base import Outcome, connection_problem, failed, url_check
+from integrations.transports.base import Outcome, connection_problem, failed, sent, url_check
 from notes.errors import NotPermitted
 from notes.models import Membership, Note, NoteTemplate, NoteTemplateVersion
 from notes.vocabulary import icd10_check
@@ -286,7 +287,12 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
     claimed = (
         Delivery.objects.filter(pk=delivery_id, state__in=[S.PENDING, S.RETRYING, S.UNKNOWN])
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(state=S.SENDING, attempts=F("attempts") + 1, updated_at=now)
+        .update(
+            state=S.SENDING,
+            attempts=F("attempts") + 1,
+            first_attempt_at=Coalesce(F("first_attempt_at"), Value(now)),
+            updated_at=now,
+        )
     )
     if claimed != 1:
         row = Delivery.objects.filter(pk=delivery_id).values("state", "next_attempt_at").first()
@@ -306,9 +312,13 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
         .defer("draft__payload")
         .get(pk=delivery.note_id)
     )
-    # The ledger row is written with the answer (one commit less per send);
-    # meanwhile the row's `sending` state says an attempt is under way.
-    attempt = DeliveryAttempt(delivery=delivery, number=delivery.attempts, started_at=now)
+    # The ledger row is committed before any byte leaves and completed with the
+    # answer: a worker killed after the EHR committed, or a recording
+    # transaction aborted, still leaves the row that says a request may have
+    # reached the EHR (the sweeper marks it unknown and reconciliation follows).
+    attempt = DeliveryAttempt.objects.create(
+        delivery=delivery, number=delivery.attempts, started_at=now, outcome=DeliveryAttempt.Outcome.SENDING
+    )
     try:
         outcome = _perform(delivery)
     except (DeliveryRefused, PayloadInvalid, CredentialsUnreadable, ConnectionInvalid, MappingInvalid) as exc:
@@ -371,7 +381,7 @@ def _perform(delivery: Delivery) -> Outcome:
         # Invariant 5, `pdq`: ask the EHR's PDQ supplier who has this id before
         # writing. `receiver`: the MDM's PID-3 (with authority), PID-5 and
         # PID-7 are checked by the receiver, which refuses an unknown patient.
-        if connection.hl7_patient_check == EHRConnection.HL7PatientCheck.PDQ:
+        if connection.hl7_patient_check == EHRConnection.HL7PatientCheck.PDQ and _patient_check_due(delivery, now):
             query_url = connection.patient_query_url or connection.base_url
             url_check(query_url, schemes=("mllp", "mllps"), field="patient_query_url")
             query_id = f"PDQ{uuid.uuid4().hex[:17].upper()}"  # MSH-10 is at most 20 characters
@@ -388,6 +398,7 @@ def _perform(delivery: Delivery) -> Outcome:
             )
             if mismatch is not None:
                 return mismatch
+            _patient_check_passed(delivery, now)
         return mllp_transport.mdm_send(
             url=connection.base_url,
             message=message,
@@ -402,15 +413,17 @@ def _perform(delivery: Delivery) -> Outcome:
         _patient_check_mapping(delivery, mapping), base_url=connection.base_url, patient_id=data.patient_ehr_id
     )
     headers = auth.auth_headers(connection, timeout=settings.PSYFI_DELIVERY_TIMEOUT)
-    mismatch = rest_transport.patient_check(
-        read,
-        patient_id=data.patient_ehr_id,
-        birth_date=data.patient_birth_date,
-        headers=headers,
-        timeout=settings.PSYFI_DELIVERY_TIMEOUT,
-    )
-    if mismatch is not None:
-        return mismatch
+    if _patient_check_due(delivery, now):
+        mismatch = rest_transport.patient_check(
+            read,
+            patient_id=data.patient_ehr_id,
+            birth_date=data.patient_birth_date,
+            headers=headers,
+            timeout=settings.PSYFI_DELIVERY_TIMEOUT,
+        )
+        if mismatch is not None:
+            return mismatch
+        _patient_check_passed(delivery, now)
     return rest_transport.document_post(
         url=connection.base_url,
         document=document,
@@ -418,6 +431,20 @@ def _perform(delivery: Delivery) -> Outcome:
         headers=headers,
         timeout=settings.PSYFI_DELIVERY_TIMEOUT,
     )
+
+
+def _patient_check_due(delivery: Delivery, now: datetime) -> bool:
+    """Invariant 5 is checked before the first write; once the EHR confirmed
+    the patient for this delivery, retries do not read it again until the
+    check is PSYFI_PATIENT_RECHECK_HOURS old (each read is one more request
+    that a flaky EHR can fail)."""
+    checked = delivery.patient_checked_at
+    return checked is None or now - checked > timedelta(hours=settings.PSYFI_PATIENT_RECHECK_HOURS)
+
+
+def _patient_check_passed(delivery: Delivery, now: datetime) -> None:
+    Delivery.objects.filter(pk=delivery.pk).update(patient_checked_at=now)
+    delivery.patient_checked_at = now
 
 
 def _patient_check_mapping(delivery: Delivery, mapping: dict) -> dict:
@@ -435,38 +462,118 @@ def _patient_check_mapping(delivery: Delivery, mapping: dict) -> dict:
     return active if isinstance(active, dict) else mapping
 
 
+def _capabilities_due(connection: EHRConnection, now: datetime) -> bool:
+    """Whether to read what the server declares again: never read, older than
+    PSYFI_CAPABILITIES_MAX_AGE_HOURS, or marked stale after an answer that
+    suggested a change. An EHR update can turn conditional create off."""
+    checked = connection.metadata_checked_at
+    return (
+        connection.supports_conditional_create is None
+        or checked is None
+        or now - checked > timedelta(hours=settings.PSYFI_CAPABILITIES_MAX_AGE_HOURS)
+    )
+
+
+# Answers to a conditional create that suggest the server no longer honours it.
+_CAPABILITY_CHANGE_STATUSES = (400, 405, 412, 422, 501)
+
+
 def _perform_fhir(delivery: Delivery, connection: EHRConnection, data: NoteInput, mapping: dict, now) -> Outcome:
     target = _fhir_target(connection, delivery)
-    resource = documentreference_build(data, mapping, now=now)
-    if connection.supports_conditional_create is None:
+    # Conditional create counts only if the server declared it within the
+    # capability period; otherwise a lost answer is reconciled, never resent.
+    confirmed = True
+    if _capabilities_due(connection, now):
         try:
             connection_record_metadata(connection=connection, summary=fhir_transport.metadata_read(target))
         except ConnectionInvalid:
             raise  # egress policy or a redirect: delivery_send fails it for good, with the reason
         except requests.HTTPError as exc:
-            return fhir_transport.status_outcome(exc.response, write=False, resend_safe=True)
+            if connection.supports_conditional_create is None:
+                return fhir_transport.status_outcome(exc.response, write=False, resend_safe=True)
+            confirmed = False
         except Exception as exc:  # noqa: BLE001 - any other failure to read /metadata means "try later"
-            return Outcome(
-                Outcome.RETRY, reason=f"Could not read the EHR's /metadata: {type(exc).__name__}", alert="unreachable"
-            )
-    mismatch = fhir_transport.patient_check(target, patient_id=data.patient_ehr_id, birth_date=data.patient_birth_date)
-    if mismatch is not None:
-        return mismatch
+            if connection.supports_conditional_create is None:
+                return Outcome(
+                    Outcome.RETRY,
+                    reason=f"Could not read the EHR's /metadata: {type(exc).__name__}",
+                    alert="unreachable",
+                )
+            confirmed = False
+    if delivery.ehr_id and delivery.provenance_state == Delivery.ProvenanceState.OWED:
+        # An earlier attempt stored the note; only its Provenance is owed.
+        return _provenance_deliver(
+            delivery, connection, target, data, sent(delivery.ehr_id, reason="Stored at the EHR earlier"), now
+        )
+    if _patient_check_due(delivery, now):
+        mismatch = fhir_transport.patient_check(
+            target, patient_id=data.patient_ehr_id, birth_date=data.patient_birth_date
+        )
+        if mismatch is not None:
+            return mismatch
+        _patient_check_passed(delivery, now)
+    resource = documentreference_build(data, mapping, now=now)
     identifier = f"{data.identifier_system}|{data.identifier_value}"
+    outcome = None
     if delivery.needs_reconcile:
-        found = _reconcile(target, data, resource, identifier)
-        if found is not None:
-            return found
-        Delivery.objects.filter(pk=delivery.pk).update(needs_reconcile=False)
-    outcome = fhir_transport.resource_create(
-        target, resource, if_none_exist=f"identifier={identifier}" if connection.supports_conditional_create else None
-    )
-    if outcome.kind == Outcome.SENT and connection.supports_provenance and outcome.ehr_id:
-        provenance = provenance_build(data, target_reference=f"DocumentReference/{outcome.ehr_id}", now=now)
-        extra = fhir_transport.resource_create(target, provenance, if_none_exist=None)
-        if extra.kind != Outcome.SENT:
-            logger.warning("Delivery %s: Provenance not accepted: %s", delivery.pk, extra.reason)
-    return outcome
+        outcome = _reconcile(target, data, resource, identifier)
+        if outcome is None:
+            Delivery.objects.filter(pk=delivery.pk).update(needs_reconcile=False)
+    if outcome is None:
+        conditional = bool(connection.supports_conditional_create)
+        outcome = fhir_transport.resource_create(
+            target,
+            resource,
+            if_none_exist=f"identifier={identifier}" if conditional else None,
+            resend_safe=conditional and confirmed,
+        )
+        if conditional and outcome.http_status in _CAPABILITY_CHANGE_STATUSES:
+            EHRConnection.objects.filter(pk=connection.pk).update(metadata_checked_at=None)
+    if outcome.kind != Outcome.SENT:
+        return outcome
+    return _provenance_deliver(delivery, connection, target, data, outcome, now)
+
+
+def _provenance_deliver(
+    delivery: Delivery, connection: EHRConnection, target, data: NoteInput, stored: Outcome, now
+) -> Outcome:
+    """The note is at the EHR (stored.ehr_id). Where the EHR supports
+    Provenance, the delivery is complete only when its Provenance is stored
+    too; until then the outcome is a retry that carries the note's EHR id.
+    One Provenance per note version: its target is the key, used for
+    conditional create and, after a lost answer, for a search first."""
+    if not stored.ehr_id:
+        return stored
+    if not connection.supports_provenance:
+        _provenance_mark(delivery, Delivery.ProvenanceState.UNSUPPORTED)
+        return stored
+    reference = f"DocumentReference/{stored.ehr_id}"
+    if delivery.provenance_state == Delivery.ProvenanceState.OWED:
+        found = fhir_transport.resource_search(target, "Provenance", {"target": reference})
+        if isinstance(found, Outcome):
+            return _provenance_owed(delivery, stored, found)
+        if found:
+            _provenance_mark(delivery, Delivery.ProvenanceState.STORED, str(found[0].get("id", "")))
+            return stored
+    provenance = provenance_build(data, target_reference=reference, now=now)
+    answer = fhir_transport.resource_create(target, provenance, if_none_exist=f"target={reference}", resend_safe=False)
+    if answer.kind == Outcome.SENT:
+        _provenance_mark(delivery, Delivery.ProvenanceState.STORED, answer.ehr_id)
+        return stored
+    return _provenance_owed(delivery, stored, answer)
+
+
+def _provenance_mark(delivery: Delivery, state: str, ehr_id: str = "") -> None:
+    Delivery.objects.filter(pk=delivery.pk).update(provenance_state=state, provenance_ehr_id=ehr_id)
+    delivery.provenance_state, delivery.provenance_ehr_id = state, ehr_id
+
+
+def _provenance_owed(delivery: Delivery, stored: Outcome, answer: Outcome) -> Outcome:
+    _provenance_mark(delivery, Delivery.ProvenanceState.OWED)
+    reason = f"The note is at the EHR (id {stored.ehr_id}); its Provenance is owed: {answer.reason}"
+    if answer.kind == Outcome.FAILED:
+        return Outcome(Outcome.FAILED, ehr_id=stored.ehr_id, reason=reason, alert=answer.alert or "configuration")
+    return Outcome(Outcome.RETRY, ehr_id=stored.ehr_id, reason=reason, retry_after=answer.retry_after)
 
 
 def _reconcile(target, data: NoteInput, resource: dict, identifier: str) -> Outcome | None:
@@ -522,7 +629,8 @@ def _content_hash(resource: dict) -> str:
 def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -> SendResult:
     now = timezone.now()
     n = delivery.attempts
-    max_attempts = settings.PSYFI_DELIVERY_MAX_ATTEMPTS
+    retrying_for = now - (delivery.first_attempt_at or now)
+    budget_spent = retrying_for > timedelta(hours=settings.PSYFI_DELIVERY_RETRY_BUDGET_HOURS)
     fields: dict = {"updated_at": now, "last_error": "" if outcome.kind == Outcome.SENT else outcome.reason[:2000]}
     reschedule = None
     alert_kind = ""
@@ -531,12 +639,13 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
             state=S.DELIVERED, ehr_id=outcome.ehr_id, delivered_at=now, needs_reconcile=False, next_attempt_at=None
         )
         ledger = DeliveryAttempt.Outcome.RECONCILED if "reconciled" in outcome.reason else DeliveryAttempt.Outcome.SENT
-    elif outcome.kind == Outcome.FAILED or n >= max_attempts:
+    elif outcome.kind == Outcome.FAILED or budget_spent:
         fields.update(state=S.FAILED, next_attempt_at=None)
         if outcome.kind == Outcome.UNKNOWN:
             fields["needs_reconcile"] = True
         if outcome.kind != Outcome.FAILED:
-            fields["last_error"] = f"Gave up after {n} attempts: {outcome.reason}"[:2000]
+            hours = settings.PSYFI_DELIVERY_RETRY_BUDGET_HOURS
+            fields["last_error"] = f"Gave up after {hours:g} hours of retrying ({n} attempts): {outcome.reason}"[:2000]
         alert_kind = Alert.Kind.DEAD_LETTER
         if outcome.kind == Outcome.FAILED and outcome.alert in Alert.Kind.values:
             alert_kind = outcome.alert
@@ -550,6 +659,10 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
         if outcome.kind == Outcome.UNKNOWN:
             fields["needs_reconcile"] = True
         ledger = outcome.kind
+        if retrying_for > timedelta(minutes=settings.PSYFI_DELIVERY_LONG_RETRY_ALERT_MINUTES):
+            alert_kind = Alert.Kind.LONG_RETRY
+    if outcome.ehr_id:  # the note is at the EHR, even when something it needs (its Provenance) is owed
+        fields["ehr_id"] = outcome.ehr_id
     # Only the claimant may finish the attempt; a sweeper that declared this
     # worker dead has already handed the row on.
     changed = Delivery.objects.filter(pk=delivery.pk, state=S.SENDING, attempts=n).update(**fields)
@@ -579,7 +692,18 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
         # An amendment waiting for this version goes next (after commit, so
         # it reads this row as delivered).
         transaction.on_commit(lambda: delivery_release_waiting(replaces_id=delivery.pk))
-    if alert_kind:
+    if alert_kind == Alert.Kind.LONG_RETRY:
+        since = delivery.first_attempt_at or now
+        alert_raise(
+            practice=delivery.practice,
+            kind=alert_kind,
+            delivery=delivery,
+            connection=delivery.connection,
+            reason=f"Retrying since {since:%Y-%m-%d %H:%M} UTC ({n} attempts); it will keep trying until "
+            f"{since + timedelta(hours=settings.PSYFI_DELIVERY_RETRY_BUDGET_HOURS):%Y-%m-%d %H:%M} UTC. "
+            f"Last answer: {outcome.reason}",
+        )
+    elif alert_kind:
         alert_raise(
             practice=delivery.practice,
             kind=alert_kind,
@@ -615,8 +739,14 @@ def delivery_reprocess(*, delivery: Delivery, actor) -> Delivery:
     membership = Membership.objects.filter(user=actor, practice=delivery.practice, is_active=True).first()
     if membership is None or membership.role != Membership.Role.PRACTICE_ADMIN:
         raise NotPermitted("Only a practice admin can reprocess a delivery.")
+    # A person changed something: a fresh retry budget, and the patient is checked again.
     changed = Delivery.objects.filter(pk=delivery.pk, state=S.FAILED).update(
-        state=S.PENDING, attempts=0, next_attempt_at=None, updated_at=timezone.now()
+        state=S.PENDING,
+        attempts=0,
+        next_attempt_at=None,
+        first_attempt_at=None,
+        patient_checked_at=None,
+        updated_at=timezone.now(),
     )
     if not changed:
         raise DeliveryRefused("Only a failed delivery can be reprocessed.")
@@ -652,6 +782,12 @@ def delivery_sweep(*, now: datetime | None = None) -> int:
             next_attempt_at=None,
             updated_at=now,
             last_error="The worker stopped mid-send; reconciling before any resend.",
+        )
+        # Its ledger row says a request may have reached the EHR; nobody will complete it now.
+        DeliveryAttempt.objects.filter(delivery_id=pk, outcome=DeliveryAttempt.Outcome.SENDING).update(
+            outcome=DeliveryAttempt.Outcome.UNKNOWN,
+            finished_at=now,
+            detail="The worker stopped before the EHR's answer was recorded.",
         )
     due = Delivery.objects.filter(
         Q(state=S.PENDING, updated_at__lt=now - grace)

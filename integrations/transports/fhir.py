@@ -171,8 +171,13 @@ def patient_check(target: FhirTarget, *, patient_id: str, birth_date: str) -> Ou
 
 def documentreference_search(target: FhirTarget, params: dict) -> list[dict] | Outcome:
     """Matching DocumentReferences, or an outcome when the search failed."""
+    return resource_search(target, "DocumentReference", params)
+
+
+def resource_search(target: FhirTarget, resource_type: str, params: dict) -> list[dict] | Outcome:
+    """Matching resources of a type, or an outcome when the search failed."""
     try:
-        response = _request(target, "GET", "DocumentReference", params=params)
+        response = _request(target, "GET", resource_type, params=params)
     except requests.RequestException as exc:
         return retry(f"Could not search the EHR: {type(exc).__name__}", alert="unreachable")
     if response.status_code != 200:
@@ -185,13 +190,17 @@ def documentreference_search(target: FhirTarget, params: dict) -> list[dict] | O
     return [e.get("resource") or {} for e in bundle.get("entry") or [] if isinstance(e, dict)]
 
 
-def resource_create(target: FhirTarget, resource: dict, *, if_none_exist: str | None) -> Outcome:
+def resource_create(
+    target: FhirTarget, resource: dict, *, if_none_exist: str | None, resend_safe: bool | None = None
+) -> Outcome:
     """POST a resource. With if_none_exist the server deduplicates, so a lost
-    answer may be retried; without it a lost answer is `unknown`."""
+    answer may be retried; without it a lost answer is `unknown`. resend_safe
+    False keeps a lost answer `unknown` even with the header: the caller has
+    not confirmed lately that the server honours it."""
     headers = {"Content-Type": FHIR_JSON, "Prefer": "return=representation"}
     if if_none_exist:
         headers["If-None-Exist"] = if_none_exist
-    resend_safe = bool(if_none_exist)
+    resend_safe = bool(if_none_exist) if resend_safe is None else resend_safe and bool(if_none_exist)
     try:
         response = _request(target, "POST", resource["resourceType"], json=resource, headers=headers)
     except requests.RequestException as exc:

@@ -51,6 +51,12 @@ class FakeEHR:
         self.get_delay = 0.0  # a read's simulated EHR time (bench/delivery.py)
         self.reject_with: tuple[int, str] | None = None
         self.search_supported = True
+        # Provenance: declared in /metadata only when supported; its own store
+        # and its own share of 503s (a note stored, its Provenance refused).
+        self.provenance_supported = False
+        self.metadata_broken = False  # /metadata answers 503 (and nothing else does)
+        self.provenance_rate_503 = 0.0
+        self.provenances: list[dict] = []
         # When set, only these bearer tokens are accepted (401 otherwise).
         self.valid_tokens: set[str] | None = None
         self.patients: dict[str, dict] = {}
@@ -104,8 +110,11 @@ class FakeEHR:
 
             def _maybe_503(self) -> bool:
                 if ehr.rate_503 and random.random() < ehr.rate_503:
-                    code = "throttled" if ehr.fault_status == 429 else "transient"
-                    self._outcome(ehr.fault_status, code, "busy", {"Retry-After": ehr.retry_after})
+                    # fault_status: one status, or a list to pick from (a mix of 503s and 429s).
+                    choices = ehr.fault_status if isinstance(ehr.fault_status, list | tuple) else [ehr.fault_status]
+                    status = random.choice(choices)
+                    code = "throttled" if status == 429 else "transient"
+                    self._outcome(status, code, "busy", {"Retry-After": ehr.retry_after})
                     return True
                 return False
 
@@ -126,6 +135,8 @@ class FakeEHR:
                 if ehr.get_delay:
                     time.sleep(ehr.get_delay)
                 if url.path == "/fhir/metadata":
+                    if ehr.metadata_broken:
+                        return self._outcome(503, "transient", "metadata unavailable")
                     return self._send(
                         200,
                         {
@@ -143,7 +154,12 @@ class FakeEHR:
                                             "interaction": [{"code": "create"}, {"code": "search-type"}],
                                         },
                                         {"type": "Patient", "interaction": [{"code": "read"}]},
-                                    ],
+                                    ]
+                                    + (
+                                        [{"type": "Provenance", "interaction": [{"code": "create"}]}]
+                                        if ehr.provenance_supported
+                                        else []
+                                    ),
                                 }
                             ],
                         },
@@ -154,6 +170,13 @@ class FakeEHR:
                     if patient is None:
                         return self._outcome(404, "not-found", f"No Patient/{pid}")
                     return self._send(200, patient)
+                if url.path == "/fhir/Provenance":
+                    target = parse_qs(url.query).get("target", [""])[0]
+                    with ehr.lock:
+                        found = [p for p in ehr.provenances if _provenance_target(p) == target]
+                    return self._send(
+                        200, {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": p} for p in found]}
+                    )
                 if url.path == "/fhir/DocumentReference":
                     if not ehr.search_supported:
                         return self._outcome(400, "not-supported", "search not supported")
@@ -166,6 +189,20 @@ class FakeEHR:
                         200, {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": d} for d in found]}
                     )
                 return self._outcome(404, "not-found", url.path)
+
+            def _provenance_post(self, resource: dict):
+                if random.random() < ehr.provenance_rate_503:
+                    return self._outcome(503, "transient", "Provenance store busy", {"Retry-After": "0"})
+                target = _provenance_target(resource)
+                condition = self.headers.get("If-None-Exist") or ""
+                with ehr.lock:
+                    ehr.posts += 1
+                    existing = [p for p in ehr.provenances if _provenance_target(p) == target]
+                    if condition == f"target={target}" and existing:
+                        return self._send(200, existing[0])
+                    resource["id"] = uuid.uuid4().hex[:12]
+                    ehr.provenances.append(resource)
+                return self._send(201, resource, {"Location": f"Provenance/{resource['id']}/_history/1"})
 
             def do_POST(self):
                 url = urlparse(self.path)
@@ -194,6 +231,8 @@ class FakeEHR:
                         ehr.posts += 1
                     return self._outcome(ehr.reject_with[0], "required", ehr.reject_with[1])
                 resource = json.loads(raw)
+                if url.path == "/fhir/Provenance":
+                    return self._provenance_post(resource)
                 ident = _ident(resource)
                 condition = self.headers.get("If-None-Exist")
                 with ehr.lock:
@@ -252,6 +291,10 @@ class FakeEHR:
 class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         pass  # a client that went away (a killed worker) is part of the test
+
+
+def _provenance_target(resource: dict) -> str:
+    return ((resource.get("target") or [{}])[0]).get("reference", "")
 
 
 def _ident(resource: dict) -> tuple[str, str]:
@@ -436,7 +479,6 @@ class MLLPReceiver:
 WORKER_ENV = {
     "PSYFI_DELIVERY_BACKOFF_BASE": "0.05",
     "PSYFI_DELIVERY_BACKOFF_CAP": "1",
-    "PSYFI_DELIVERY_MAX_ATTEMPTS": "40",
     "PSYFI_DELIVERY_TIMEOUT": "3",
     "PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS": "2",
 }

@@ -1,8 +1,11 @@
 """What each EHR answer does to a delivery (ehr-standards.md §7), the patient
 check (invariant 5), dead letter and reprocess."""
 
+from datetime import timedelta
+
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from integrations.models import Alert, Delivery, DeliveryAttempt
 from integrations.services import delivery_backoff, delivery_reprocess, delivery_send
@@ -67,15 +70,18 @@ def test_backoff_grows_with_jitter_and_honours_retry_after():
         assert delivery_backoff(attempt=1, retry_after=99999) == 1000
 
 
-def test_after_the_last_attempt_the_delivery_is_a_dead_letter_with_an_alert(delivery, fake_ehr):
+def test_once_the_retry_budget_is_spent_the_delivery_is_a_dead_letter_with_an_alert(delivery, fake_ehr):
     fake_ehr.rate_503 = 1.0
     fake_ehr.retry_after = "0"
-    with override_settings(PSYFI_DELIVERY_MAX_ATTEMPTS=3):
+    with override_settings(PSYFI_DELIVERY_RETRY_BUDGET_HOURS=1):
         for _ in range(3):
             send(delivery)
+        assert delivery.state == Delivery.State.RETRYING
+        Delivery.objects.filter(pk=delivery.pk).update(first_attempt_at=timezone.now() - timedelta(hours=1, minutes=1))
+        send(delivery)
     assert delivery.state == Delivery.State.FAILED
-    assert "Gave up after 3 attempts" in delivery.last_error
-    assert DeliveryAttempt.objects.filter(delivery=delivery).count() == 3
+    assert "Gave up after 1 hours of retrying (4 attempts)" in delivery.last_error
+    assert DeliveryAttempt.objects.filter(delivery=delivery).count() == 4
     assert Alert.objects.filter(delivery=delivery, kind=Alert.Kind.DEAD_LETTER).exists()
 
 
