@@ -7,6 +7,7 @@ the template's order with copy buttons and a PDF; an unfiled note raises one
 alert after MANUAL_FILING_ALERT_HOURS."""
 
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -420,3 +421,10 @@ def test_an_amendment_says_what_it_amends():
     sections = filing_sections(note, {})
     assert [s.key for s in sections][-2:] == ["amendment", "attestation"]
     assert "Corrected the dose." in sections[-2].body
+
+
+def test_characters_the_font_lacks_are_not_written_to_the_log(caplog):
+    note = _note_input(patient_given_name="Mei 美")
+    with caplog.at_level(logging.DEBUG):
+        filing_pdf_build(note, {}, now=datetime(2026, 11, 24, 17, 0, tzinfo=UTC))
+    assert not [r for r in caplog.records if "美" in r.getMessage()]
