@@ -299,7 +299,15 @@ PSYFI_IDENTIFIER_SYSTEM = absolute_uri(
 PSYFI_CREDENTIALS_KEYS = fernet_keys(
     "PSYFI_CREDENTIALS_KEYS", env.list("PSYFI_CREDENTIALS_KEYS", default=[]), required=False
 )
-PSYFI_DELIVERY_MAX_ATTEMPTS = env.int("PSYFI_DELIVERY_MAX_ATTEMPTS", default=10)
+# Transient faults (refused, timeouts, 429, 502-504) are retried for a time
+# budget, not a number of attempts; only a permanent failure or a spent budget
+# dead-letters (invariant 3).
+PSYFI_DELIVERY_RETRY_BUDGET_HOURS = env.float("PSYFI_DELIVERY_RETRY_BUDGET_HOURS", default=72.0)
+PSYFI_DELIVERY_LONG_RETRY_ALERT_MINUTES = env.float("PSYFI_DELIVERY_LONG_RETRY_ALERT_MINUTES", default=60.0)
+# A patient check passed for a delivery holds this long across its retries.
+PSYFI_PATIENT_RECHECK_HOURS = env.float("PSYFI_PATIENT_RECHECK_HOURS", default=24.0)
+# What a FHIR server declares (conditional create, Provenance) is read again after this.
+PSYFI_CAPABILITIES_MAX_AGE_HOURS = env.float("PSYFI_CAPABILITIES_MAX_AGE_HOURS", default=24.0)
 PSYFI_DELIVERY_BACKOFF_BASE = env.float("PSYFI_DELIVERY_BACKOFF_BASE", default=30.0)
 PSYFI_DELIVERY_BACKOFF_CAP = env.float("PSYFI_DELIVERY_BACKOFF_CAP", default=3600.0)
 PSYFI_DELIVERY_TIMEOUT = env.float("PSYFI_DELIVERY_TIMEOUT", default=15.0)
