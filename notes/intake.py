@@ -2,7 +2,7 @@
 
 draft_intake resolves who and what the payload names (all inside the API
 key's practice), picks the template version, and hands each draft to
-notes.services.draft_ingest, which stores it verbatim and maps it. It adds
+notes.services.drafts_ingest, which stores it verbatim and maps it. It adds
 what only the intake knows: idempotency across retries and concurrent
 duplicates, and group sessions split into one draft per consenting client.
 """
@@ -29,7 +29,13 @@ from notes.models import (
     NoteTemplate,
     NoteTemplateVersion,
 )
-from notes.services import NO_CONSENT_REASON, draft_ingest, practice_vocabulary_sql, vocabulary_from_json
+from notes.services import (
+    NO_CONSENT_REASON,
+    DraftIn,
+    drafts_ingest,
+    practice_vocabulary_sql,
+    vocabulary_from_json,
+)
 
 DEFAULT_TEMPLATE_KEY = "soap"
 
@@ -256,36 +262,38 @@ def draft_intake(
     session = data["session"]
 
     def store() -> list[Note]:
-        notes = [
-            draft_ingest(
-                ai_source=ai_source,
-                client=unit.client,
-                clinician=clinician,
-                template_version=template_version,
-                payload=unit.payload,
-                session_start=session["start"],
-                session_duration_minutes=session["duration_minutes"],
-                session_type=session["type"],
-                model_name=model["name"],
-                model_version=model.get("version", ""),
-                external_id=data.get("draft_id", ""),
-                idempotency_key=unit.idempotency_key,
-                other_participant_names=unit.other_names,
-                has_consent=unit.client.has_consent,
-                vocabulary=vocabulary,
-                audit_detail=audit_detail,
-            )
-            for unit in units
-        ]
+        notes = drafts_ingest(
+            ai_source=ai_source,
+            drafts=[
+                DraftIn(
+                    client=unit.client,
+                    payload=unit.payload,
+                    idempotency_key=unit.idempotency_key,
+                    other_participant_names=tuple(unit.other_names),
+                    has_consent=unit.client.has_consent,
+                )
+                for unit in units
+            ],
+            clinician=clinician,
+            template_version=template_version,
+            session_start=session["start"],
+            session_duration_minutes=session["duration_minutes"],
+            session_type=session["type"],
+            model_name=model["name"],
+            model_version=model.get("version", ""),
+            external_id=data.get("draft_id", ""),
+            vocabulary=vocabulary,
+            audit_detail=audit_detail,
+        )
         if on_stored is not None:
             on_stored()
         return notes
 
     try:
         if len(units) == 1:
-            notes = store()  # draft_ingest is a transaction of its own
+            notes = store()  # drafts_ingest is a transaction of its own
         else:
-            with transaction.atomic():  # a group session is stored whole or not at all
+            with transaction.atomic():  # on_stored's write, too, with the group's drafts
                 notes = store()
     except IntegrityError:
         # A repeat, or a concurrent duplicate that committed first: the
@@ -338,7 +346,7 @@ def draft_state(draft: Draft) -> tuple[str, Note | None]:
 
 def note_flag_summaries(notes: list[Note]) -> dict[int, dict]:
     """Open flags per note, by kind: {note id: {"open", "by_kind"}}. Notes
-    fresh from draft_ingest carry their flags; others take one query."""
+    fresh from drafts_ingest carry their flags; others take one query."""
     if all(hasattr(note, "new_flags") for note in notes):
         summaries = {}
         for note in notes:

@@ -16,6 +16,7 @@ runs once more (psyfi_review.db_retry).
 import functools
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -36,8 +37,7 @@ from notes.errors import (
     SignBlocked,
     StepUpRequired,
 )
-from notes.mapping import SectionSpec, TemplateSpec, map_ai_output
-from notes.risk_services import note_section_risk_rescan
+from notes.mapping import SectionSpec, TemplateSpec, map_ai_output, shared_text_scans
 from notes.models import (
     AISource,
     Client,
@@ -53,6 +53,7 @@ from notes.models import (
     Practice,
     TemplateSection,
 )
+from notes.risk_services import note_section_risk_rescan
 from notes.roles import Role, membership_of
 from notes.vocabulary import InterventionVocabulary
 from psyfi_review.db_retry import retry_once_on_conflict
@@ -395,23 +396,53 @@ def vocabulary_from_json(text: str | None) -> InterventionVocabulary:
     return InterventionVocabulary({term: list(synonyms or []) for term, synonyms in rows})
 
 
-def _consent_hold(*, client_id: int) -> bool:
-    """Whether the client has an active consent, read inside the intake's
-    transaction. On PostgreSQL the consent row is held FOR SHARE until the
-    draft commits, so a revocation racing this intake waits for the note and
-    then blocks it (consent_revoke); it cannot slip in between our read and our
-    commit. (SQLite, the demo's database, lets one writer in at a time.)"""
+def _consent_holds(*, client_ids: list[int]) -> set[int]:
+    """Which of the clients have an active consent, read inside the intake's
+    transaction (one query for a whole group). On PostgreSQL the consent rows
+    are held FOR SHARE until the drafts commit, so a revocation racing this
+    intake waits for the notes and then blocks them (consent_revoke); it
+    cannot slip in between our read and our commit. (SQLite, the demo's
+    database, lets one writer in at a time.)"""
+    if not client_ids:
+        return set()
     if connection.vendor != "postgresql":
-        return ClientConsent.objects.filter(client_id=client_id, revoked_at__isnull=True).exists()
+        return set(
+            ClientConsent.objects.filter(client_id__in=client_ids, revoked_at__isnull=True).values_list(
+                "client_id", flat=True
+            )
+        )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {ClientConsent._meta.db_table} WHERE client_id = %s AND revoked_at IS NULL FOR SHARE",  # noqa: S608
-            [client_id],
+            f"SELECT client_id FROM {ClientConsent._meta.db_table} "  # noqa: S608
+            "WHERE client_id = ANY(%s) AND revoked_at IS NULL ORDER BY client_id FOR SHARE",
+            [list(client_ids)],
         )
-        return cursor.fetchone() is not None
+        return {row[0] for row in cursor.fetchall()}
 
 
-@transaction.atomic
+# Rows per INSERT: a group's flags (up to a few thousand) stay well under
+# PostgreSQL's 65,535 parameters per statement.
+_INSERT_CHUNK = 1000
+
+
+def _create_all_with_history(model, objs: list) -> list:
+    for i in range(0, len(objs), _INSERT_CHUNK):
+        create_with_history(model, objs[i : i + _INSERT_CHUNK])
+    return objs
+
+
+@dataclass(frozen=True)
+class DraftIn:
+    """One draft of an intake: whose it is, the payload kept verbatim for them,
+    and what only the intake knows about them (see draft_ingest)."""
+
+    client: Client
+    payload: dict
+    idempotency_key: str = ""
+    other_participant_names: tuple[str, ...] = ()
+    has_consent: bool | None = None
+
+
 def draft_ingest(
     *,
     ai_source: AISource,
@@ -438,52 +469,113 @@ def draft_ingest(
     has_consent=False (the caller has just read that there is none) saves the
     locking re-read; vocabulary may be passed when the caller has just read it
     (the intake API, to save a query); audit_detail is added to the note.draft event
-    (the intake API records the API key used there).
+    (the intake API records the API key used there). One transaction
+    (drafts_ingest's).
+    """
+    [note] = drafts_ingest(
+        ai_source=ai_source,
+        drafts=[
+            DraftIn(
+                client=client,
+                payload=payload,
+                idempotency_key=idempotency_key,
+                other_participant_names=tuple(other_participant_names),
+                has_consent=has_consent,
+            )
+        ],
+        clinician=clinician,
+        template_version=template_version,
+        session_start=session_start,
+        session_duration_minutes=session_duration_minutes,
+        session_type=session_type,
+        model_name=model_name,
+        model_version=model_version,
+        external_id=external_id,
+        vocabulary=vocabulary,
+        audit_detail=audit_detail,
+    )
+    return note
+
+
+@transaction.atomic
+def drafts_ingest(
+    *,
+    ai_source: AISource,
+    drafts: list[DraftIn],
+    clinician,
+    template_version: NoteTemplateVersion,
+    session_start: datetime,
+    session_duration_minutes: int,
+    session_type: str = Draft.SessionType.INDIVIDUAL,
+    model_name: str,
+    model_version: str = "",
+    external_id: str = "",
+    vocabulary: InterventionVocabulary | None = None,
+    audit_detail: dict | None = None,
+) -> list[Note]:
+    """draft_ingest for the drafts of one session at once (a group session:
+    one per participant), all or none, in the order given.
+
+    Each table is written in one statement for all the drafts, not one per
+    draft, and the session-wide text the notes share is risk-scanned once
+    (notes.mapping.shared_text_scans), as is its search for other members'
+    names; each draft still gets its own
+    mapping, consent check and note.draft audit event. Raises IntegrityError
+    when an idempotency key was used before.
     """
     # Each row is written with its history row in one statement (audit.history_writes).
-    [draft] = create_with_history(
+    stored = _create_all_with_history(
         Draft,
         [
             Draft(
                 practice=ai_source.practice,
                 ai_source=ai_source,
-                client=client,
+                client=d.client,
                 clinician=clinician,
-                payload=payload,
+                payload=d.payload,
                 model_name=model_name,
                 model_version=model_version,
                 session_start=session_start,
                 session_duration_minutes=session_duration_minutes,
                 session_type=session_type,
                 external_id=external_id,
-                idempotency_key=idempotency_key,
+                idempotency_key=d.idempotency_key,
             )
+            for d in drafts
         ],
     )
-    mapped = map_ai_output(
-        payload,
-        template_spec(template_version),
-        vocabulary=vocabulary if vocabulary is not None else practice_vocabulary(practice_id=ai_source.practice_id),
-        other_participant_names=list(other_participant_names),
-    )
-    if has_consent is not False:
-        has_consent = _consent_hold(client_id=client.pk)
-    [note] = create_with_history(
+    spec = template_spec(template_version)
+    if vocabulary is None:
+        vocabulary = practice_vocabulary(practice_id=ai_source.practice_id)
+    with shared_text_scans():
+        mapped = [
+            map_ai_output(
+                d.payload,
+                spec,
+                vocabulary=vocabulary,
+                other_participant_names=list(d.other_participant_names),
+            )
+            for d in drafts
+        ]
+    consenting = _consent_holds(client_ids=[d.client.pk for d in drafts if d.has_consent is not False])
+    consents = [d.has_consent is not False and d.client.pk in consenting for d in drafts]
+    notes = _create_all_with_history(
         Note,
         [
             Note(
                 practice=ai_source.practice,
                 draft=draft,
-                client=client,
+                client=d.client,
                 clinician=clinician,
                 template_version=template_version,
-                high_risk=mapped.high_risk,
+                high_risk=m.high_risk,
                 blocked_reason="" if has_consent else NO_CONSENT_REASON,
                 blocked_cause="" if has_consent else Note.BlockedCause.NO_CONSENT,
             )
+            for d, draft, m, has_consent in zip(drafts, stored, mapped, consents, strict=True)
         ],
     )
-    create_with_history(
+    _create_all_with_history(
         NoteSection,
         [
             NoteSection(
@@ -499,39 +591,45 @@ def draft_ingest(
                 ai_codes=list(s.codes),
                 origin=s.origin,
             )
-            for s in mapped.sections
+            for note, m in zip(notes, mapped, strict=True)
+            for s in m.sections
         ],
     )
-    flags = [
-        Flag(
+    for note, m in zip(notes, mapped, strict=True):
+        # Kept on the returned note so the intake API answers with them without a query.
+        note.new_flags = [
+            Flag(
+                note=note,
+                kind=f.kind,
+                section_key=f.section_key,
+                field=f.field,
+                value=f.value,
+                message=f.message,
+                suggestions=f.suggestions,
+            )
+            for f in m.flags
+        ]
+    _create_all_with_history(Flag, [flag for note in notes for flag in note.new_flags])
+    actor = actor_ai(ai_source, model_name=model_name, model_version=model_version)
+    # One event per draft, as the audit design asks; the chain head, locked
+    # by the first, is the last lock taken (lock order: module docstring).
+    for d, draft, note, m, has_consent in zip(drafts, stored, notes, mapped, consents, strict=True):
+        audit_record(
+            practice=note.practice,
+            actor=actor,
+            action="note.draft",
+            obj=note,
             note=note,
-            kind=f.kind,
-            section_key=f.section_key,
-            field=f.field,
-            value=f.value,
-            message=f.message,
-            suggestions=f.suggestions,
+            client=d.client,
+            after={"draft": draft.pk, "sections": {s.key: s.text for s in m.sections}},
+            detail={
+                "flags": len(m.flags),
+                "high_risk": m.high_risk,
+                "blocked": not has_consent,
+                **(audit_detail or {}),
+            },
         )
-        for f in mapped.flags
-    ]
-    # Kept on the returned note so the intake API answers with them without a query.
-    note.new_flags = create_with_history(Flag, flags)
-    audit_record(
-        practice=note.practice,
-        actor=actor_ai(ai_source, model_name=model_name, model_version=model_version),
-        action="note.draft",
-        obj=note,
-        note=note,
-        client=client,
-        after={"draft": draft.pk, "sections": {s.key: s.text for s in mapped.sections}},
-        detail={
-            "flags": len(mapped.flags),
-            "high_risk": mapped.high_risk,
-            "blocked": not has_consent,
-            **(audit_detail or {}),
-        },
-    )
-    return note
+    return notes
 
 
 # --- review transitions ----------------------------------------------------------------------------
@@ -795,7 +893,7 @@ def note_amend(*, note: Note, reason: str, actor) -> Note:
         clinician=note.clinician,
         template_version=note.template_version,
         lineage=note.lineage,
-        version=note.version + 1,
+        version=last_version + 1,
         amends=note,
         amendment_reason=reason.strip(),
         state=S.IN_REVIEW,
