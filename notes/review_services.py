@@ -14,10 +14,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from audit.services import actor_person, audit_record
 from notes import services
 from notes.errors import DomainError
 from notes.mapping import FIELD_LABELS, _as_text
-from notes.models import Flag, Note, NoteSection, TemplateSection
+from notes.models import Flag, InterventionProposal, Note, NoteSection, TemplateSection
+from notes.roles import membership_of
 from notes.vocabulary import icd10_check
 from psyfi_review.db_retry import retry_once_on_conflict
 
@@ -117,6 +119,56 @@ def flag_choose_intervention(*, flag: Flag, term: str, actor) -> NoteSection:
 
 @retry_once_on_conflict
 @transaction.atomic
+def flag_keep_intervention_as_written(*, flag: Flag, actor) -> InterventionProposal:
+    """Keep an intervention the vocabulary does not list ("EMDR-lite") as the
+    scribe wrote it: in the section's text only, never among its codes, which
+    stay controlled (invariant 8). The flag is resolved and the term proposed
+    for the practice's vocabulary, for a practice admin to accept or decline
+    (notes.vocabulary_services). One open proposal per term and practice: a
+    second clinician keeping the same term adds no duplicate."""
+    _open_flag_of_kind(flag, Flag.Kind.UNKNOWN_INTERVENTION, "an intervention outside the vocabulary")
+    written = " ".join(_as_text(flag.value).split())
+    if not written:
+        raise DomainError("The scribe wrote no term to keep.", field="term")
+    if len(written) > 100:
+        raise DomainError("A vocabulary term is at most 100 characters; choose a listed term.", field="term")
+    note = flag.note
+    section = note.sections.filter(key=flag.section_key).first()
+    if section is None:
+        raise DomainError("This note has no interventions section.", field="term")
+    if written.casefold() not in section.text.casefold():
+        text = f"{section.text.rstrip()}, {written}" if section.text.strip() else written
+        services.note_edit_section(note=note, section_key=section.key, text=text, actor=actor)
+    services.flag_resolve(
+        flag=flag,
+        resolution=f"Kept “{written}” as written (in the text, not coded); proposed for the practice's vocabulary.",
+        actor=actor,
+    )
+    proposal = (
+        InterventionProposal.objects.filter(
+            practice_id=note.practice_id, term__iexact=written, state=InterventionProposal.State.PROPOSED
+        )
+        .order_by("pk")
+        .first()
+    )
+    if proposal is None:
+        proposal = InterventionProposal(practice_id=note.practice_id, term=written, proposed_by=actor, note=note)
+        proposal.full_clean()
+        proposal.save()
+        audit_record(
+            practice=note.practice,
+            actor=actor_person(actor),
+            action="vocabulary.propose",
+            obj=proposal,
+            note=note,
+            client=note.client,
+            after={"term": written},
+        )
+    return proposal
+
+
+@retry_once_on_conflict
+@transaction.atomic
 def flag_acknowledge_risk(*, flag: Flag, comment: str = "", actor) -> Flag:
     """The clinician confirms they reviewed the risk item and safety plan."""
     _open_flag_of_kind(flag, Flag.Kind.RISK, "a risk item")
@@ -135,6 +187,17 @@ def flag_dismiss(*, flag: Flag, reason: str, actor) -> Flag:
     if not (reason or "").strip():
         raise DomainError("Say why the flag can be dismissed.", field="reason")
     return services.flag_resolve(flag=flag, resolution=f"Dismissed: {reason.strip()}", actor=actor)
+
+
+def review_shortcuts_set(*, user, enabled: bool) -> bool:
+    """Store the person's choice of single-key shortcuts on their membership.
+    A display preference, not a clinical record: no audit event."""
+    membership = membership_of(user)
+    if membership is None:
+        raise DomainError("No active membership.", field="single_key_shortcuts")
+    membership.single_key_shortcuts = bool(enabled)
+    membership.save(update_fields=["single_key_shortcuts"])
+    return membership.single_key_shortcuts
 
 
 def note_review_time_add(

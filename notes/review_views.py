@@ -9,6 +9,7 @@ review page re-rendered with the message for plain form posts.
 """
 
 from datetime import datetime
+from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
@@ -28,7 +29,7 @@ from notes.forms import ReasonForm, StepUpForm
 from notes.mapping import _as_text, code_corrections
 from notes.models import Flag, Note, TemplateSection
 from notes.review_diff import text_diff
-from notes.roles import Role
+from notes.roles import Role, membership_of
 from notes.views import member_required
 from notes.vocabulary import icd10_search
 
@@ -65,6 +66,56 @@ class AcknowledgeForm(forms.Form):
 
 class HeartbeatForm(forms.Form):
     seconds = forms.IntegerField(min_value=0, max_value=3600)
+
+
+class ShortcutsForm(forms.Form):
+    # An unchecked box is absent from the post: absent means "off".
+    single_key_shortcuts = forms.BooleanField(required=False)
+
+
+# --- the queue's filter and sort, carried through a batch (issue 17, point 6) -------------------------
+
+
+def queue_filters(data) -> dict:
+    """The queue's filter and sort from a query string, each value checked
+    against what the queue offers; anything else is the default (no 400: a
+    stale bookmark still opens the queue)."""
+    flags = data.get("flags", "")
+    sort = data.get("sort", "session")
+    client = data.get("client", "")
+    return {
+        "when": "today" if data.get("when") == "today" else "all",
+        "flags": flags if flags in selectors.QUEUE_FLAG_FILTERS else "",
+        "sort": sort if sort in selectors.QUEUE_SORTS else "session",
+        "client": int(client) if client.isdigit() and len(client) < 12 else None,
+    }
+
+
+def queue_query(filters: dict) -> str:
+    """The filters as a query string ("" for the default queue), appended to
+    every review link and form so "sign and next" walks the queue as shown."""
+    params = {
+        "when": "" if filters["when"] == "all" else filters["when"],
+        "client": filters["client"] or "",
+        "flags": filters["flags"],
+        "sort": "" if filters["sort"] == "session" else filters["sort"],
+    }
+    params = {k: v for k, v in params.items() if v}
+    return f"?{urlencode(params)}" if params else ""
+
+
+def _neighbours(request: HttpRequest, note: Note, filters: dict) -> tuple[int | None, int | None]:
+    today = None
+    if filters["when"] == "today":
+        today = selectors.practice_day_range(practice=note.practice, now=timezone.now())
+    return selectors.review_queue_neighbours(
+        user=request.user,
+        note=note,
+        today=today,
+        client_id=filters["client"],
+        flags=filters["flags"],
+        sort=filters["sort"],
+    )
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -120,8 +171,8 @@ def _flag(note: Note, flag_id: int) -> Flag:
     return flag
 
 
-def _review_url(note_id: int, anchor: str = "") -> str:
-    return reverse("review", args=[note_id]) + (f"#{anchor}" if anchor else "")
+def _review_url(note_id: int, anchor: str = "", *, query: str = "") -> str:
+    return reverse("review", args=[note_id]) + query + (f"#{anchor}" if anchor else "")
 
 
 def _section_diffs(note: Note) -> list[dict]:
@@ -144,7 +195,9 @@ def _render_review(
     flags = sorted(note.flags.all(), key=lambda f: (f.resolved_at is not None, f.pk))
     sections = _section_diffs(note)
     editable = note.state in EDITABLE_STATES
-    prev_id, next_id = selectors.review_queue_neighbours(user=request.user, note=note) if editable else (None, None)
+    filters = queue_filters(request.GET)
+    prev_id, next_id = _neighbours(request, note, filters) if editable else (None, None)
+    membership = membership_of(request.user)
     open_flags = [f for f in flags if f.is_open]
     errors = errors or {}
     for flag in flags:
@@ -170,6 +223,9 @@ def _render_review(
             "editable": editable,
             "prev_id": prev_id,
             "next_id": next_id,
+            "queue_qs": queue_query(filters),
+            "single_keys": membership.single_key_shortcuts if membership else True,
+            "unchanged_sections": sum(1 for item in sections if not item["diff"].changed),
             "step_up_until": step_up_valid_until(request, now),
             "step_up_minutes": int(settings.SIGN_STEP_UP_WINDOW.total_seconds() // 60),
             "heartbeat_ms": int(
@@ -213,7 +269,7 @@ def _done(request, note_id: int, message: str, *, anchor: str = "", data: dict |
     if _wants_json(request):
         return JsonResponse({"ok": True, "detail": message, **(data or {})})
     messages.success(request, message)
-    return redirect(_review_url(note_id, anchor))
+    return redirect(_review_url(note_id, anchor, query=queue_query(queue_filters(request.GET))))
 
 
 # --- the page ----------------------------------------------------------------------------------------
@@ -292,7 +348,7 @@ def section_save(request: HttpRequest, note_id: int, section_key: str) -> HttpRe
             }
         )
     messages.success(request, f"“{section.label}” saved.")
-    return redirect(_review_url(note.pk, f"section-{section.key}"))
+    return redirect(_review_url(note.pk, f"section-{section.key}", query=queue_query(queue_filters(request.GET))))
 
 
 # --- flags -------------------------------------------------------------------------------------------
@@ -345,6 +401,26 @@ def flag_choose_term(request: HttpRequest, note_id: int, flag_id: int) -> HttpRe
     except DomainError as exc:
         return _fail(request, note, exc, where=f"flag-{flag.pk}")
     return _done(request, note.pk, f"Intervention set: {section.codes[-1]}.", anchor="flags")
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def flag_keep_term(request: HttpRequest, note_id: int, flag_id: int) -> HttpResponse:
+    """Keep an unlisted intervention as written (text only, not coded) and
+    propose it for the practice's vocabulary."""
+    note = _note(request, note_id)
+    flag = _flag(note, flag_id)
+    try:
+        proposal = review_services.flag_keep_intervention_as_written(flag=flag, actor=request.user)
+    except DomainError as exc:
+        return _fail(request, note, exc, where=f"flag-{flag.pk}")
+    return _done(
+        request,
+        note.pk,
+        f"Kept “{proposal.term}” as written in the text (not coded); your practice admin will review it "
+        "for the vocabulary.",
+        anchor="flags",
+    )
 
 
 @require_POST
@@ -417,14 +493,16 @@ def sign(request: HttpRequest, note_id: int) -> HttpResponse:
         return _fail(request, note, exc, where="sign")
     message = f"Signed the note for {signed.client.full_name}."
     if request.POST.get("then") == "next":
-        _, next_id = selectors.review_queue_neighbours(user=request.user, note=signed)
+        # The queue as the clinician filtered and sorted it (the form's action carries it).
+        filters = queue_filters(request.GET)
+        _, next_id = _neighbours(request, signed, filters)
         if _wants_json(request):
             return JsonResponse({"ok": True, "detail": message, "next": next_id})
         messages.success(request, message)
         if next_id is None:
             messages.success(request, "That was the last note waiting. Batch cleared.")
-            return redirect("queue")
-        return redirect(_review_url(next_id))
+            return redirect(reverse("queue") + queue_query(filters))
+        return redirect(_review_url(next_id, query=queue_query(filters)))
     return _done(request, signed.pk, message)
 
 
@@ -435,13 +513,15 @@ def discard(request: HttpRequest, note_id: int) -> HttpResponse:
     form = ReasonForm(request.POST)
     if not form.is_valid():
         return _invalid(request, note, form, where="discard")
-    _, next_id = selectors.review_queue_neighbours(user=request.user, note=note)
+    filters = queue_filters(request.GET)
+    _, next_id = _neighbours(request, note, filters)
     try:
         services.note_discard(note=note, reason=form.cleaned_data["reason"], actor=request.user)
     except DomainError as exc:
         return _fail(request, note, exc, where="discard")
     messages.success(request, f"Discarded the draft for {note.client.full_name}; it will not be delivered.")
-    return redirect(_review_url(next_id) if next_id else reverse("queue"))
+    query = queue_query(filters)
+    return redirect(_review_url(next_id, query=query) if next_id else reverse("queue") + query)
 
 
 @require_POST
@@ -482,6 +562,34 @@ def icd10_lookup(request: HttpRequest) -> JsonResponse:
     query = request.GET.get("q", "").strip()[:100]
     results = icd10_search(query, limit=20) if len(query) >= 2 else []
     return JsonResponse({"results": results})
+
+
+@require_GET
+@member_required(Role.CLINICIAN)
+def vocabulary_lookup(request: HttpRequest) -> JsonResponse:
+    """The practice's intervention terms matching ?q= (name or synonym), for
+    the term search on an unknown-intervention flag."""
+    query = request.GET.get("q", "").strip()[:100]
+    return JsonResponse({"results": selectors.intervention_terms_search(user=request.user, query=query)})
+
+
+@require_POST
+@member_required(Role.CLINICIAN)
+def shortcuts_preference(request: HttpRequest) -> HttpResponse:
+    """Turn single-key shortcuts on or off for this account (every device)."""
+    form = ShortcutsForm(request.POST)
+    form.is_valid()  # a boolean that is absent or anything else is "off"; never invalid
+    enabled = review_services.review_shortcuts_set(
+        user=request.user, enabled=form.cleaned_data.get("single_key_shortcuts", False)
+    )
+    message = "Single-key shortcuts are on." if enabled else "Single-key shortcuts are off; Ctrl+Enter still signs."
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+        next_url = reverse("queue")
+    if _wants_json(request):
+        return JsonResponse({"ok": True, "single_key_shortcuts": enabled, "detail": message})
+    messages.success(request, message)
+    return redirect(next_url)
 
 
 @require_POST

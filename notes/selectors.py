@@ -8,12 +8,12 @@ practice (clients, consent, members, templates) but reads no note content;
 an auditor reads the practice's audit log. Nobody crosses practices.
 """
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from audit.models import AuditEvent
-from notes.models import Client, Flag, Note
+from notes.models import Client, Flag, InterventionProposal, InterventionTerm, Note
 from notes.roles import Role, membership_of
 
 
@@ -101,13 +101,10 @@ def practice_day_range(*, practice, now):
     return start, start + timedelta(days=1)
 
 
-def review_queue_filtered(
-    *, user, today=None, client_id: int | None = None, flags: str = "", sort: str = "session"
-) -> QuerySet:
-    """The review queue narrowed and sorted for the queue page, as plain rows
-    (values()): with 500 drafts, building five model instances per row cost
-    more than the query. The open-flag count is a correlated subquery so it
-    filters and sorts without a GROUP BY over every column."""
+def _queue_rows(*, user, today=None, client_id: int | None = None, flags: str = "", include_pk: int | None = None):
+    """The queue's notes narrowed by the filters, annotated with open_flags.
+    include_pk keeps one note in whatever the filters say (even signed): "sign
+    and next" finds its place among the others."""
     open_flags = (
         Flag.objects.filter(note=OuterRef("pk"), resolved_at__isnull=True)
         .order_by()
@@ -115,23 +112,35 @@ def review_queue_filtered(
         .annotate(n=Count("pk"))
         .values("n")
     )
-    notes = (
-        note_list_for_user(user=user)
-        .filter(state__in=[Note.State.DRAFT, Note.State.IN_REVIEW])
-        .annotate(open_flags=Coalesce(Subquery(open_flags, output_field=IntegerField()), 0))
+    notes = note_list_for_user(user=user).annotate(
+        open_flags=Coalesce(Subquery(open_flags, output_field=IntegerField()), 0)
     )
+    wanted = Q(state__in=[Note.State.DRAFT, Note.State.IN_REVIEW])
     if today is not None:
-        notes = notes.filter(draft__session_start__gte=today[0], draft__session_start__lt=today[1])
+        wanted &= Q(draft__session_start__gte=today[0], draft__session_start__lt=today[1])
     if client_id is not None:
-        notes = notes.filter(client_id=client_id)
+        wanted &= Q(client_id=client_id)
     if flags == "open":
-        notes = notes.filter(open_flags__gt=0)
+        wanted &= Q(open_flags__gt=0)
     elif flags == "none":
-        notes = notes.filter(open_flags=0)
+        wanted &= Q(open_flags=0)
     elif flags == "risk":
-        notes = notes.filter(high_risk=True)
+        wanted &= Q(high_risk=True)
     elif flags == "blocked":
-        notes = notes.exclude(blocked_reason="")
+        wanted &= ~Q(blocked_reason="")
+    if include_pk is not None:
+        wanted |= Q(pk=include_pk)
+    return notes.filter(wanted)
+
+
+def review_queue_filtered(
+    *, user, today=None, client_id: int | None = None, flags: str = "", sort: str = "session"
+) -> QuerySet:
+    """The review queue narrowed and sorted for the queue page, as plain rows
+    (values()): with 500 drafts, building five model instances per row cost
+    more than the query. The open-flag count is a correlated subquery so it
+    filters and sorts without a GROUP BY over every column."""
+    notes = _queue_rows(user=user, today=today, client_id=client_id, flags=flags)
     return notes.order_by(*QUEUE_SORTS.get(sort, QUEUE_SORTS["session"])).values(
         "pk",
         "state",
@@ -170,19 +179,57 @@ def review_queue_clients(*, user) -> QuerySet[Client]:
     return Client.objects.filter(pk__in=waiting).order_by("family_name", "given_name")
 
 
-def review_queue_neighbours(*, user, note: Note) -> tuple[int | None, int | None]:
-    """The notes before and after this one in the queue's default order, for
-    j/k and "sign and next". Wraps around, so a batch is cleared without
-    going back to the list; None when nothing else waits."""
-    queue = note_list_for_user(user=user).filter(state__in=[Note.State.DRAFT, Note.State.IN_REVIEW]).exclude(pk=note.pk)
-    start = note.draft.session_start
-    after = Q(draft__session_start__gt=start) | Q(draft__session_start=start, pk__gt=note.pk)
-    ids = queue.values_list("pk", flat=True)
-    nxt = ids.filter(after).order_by("draft__session_start", "pk").first()
-    nxt = nxt or ids.order_by("draft__session_start", "pk").first()
-    prev = ids.exclude(after).order_by("-draft__session_start", "-pk").first()
-    prev = prev or ids.order_by("-draft__session_start", "-pk").first()
-    return prev, nxt
+def review_queue_neighbours(
+    *, user, note: Note, today=None, client_id: int | None = None, flags: str = "", sort: str = "session"
+) -> tuple[int | None, int | None]:
+    """The notes before and after this one in the queue as the clinician
+    filtered and sorted it, for j/k and "sign and next". Wraps around, so a
+    batch is cleared without going back to the list; None when nothing else
+    waits. The note itself keeps its place even when it no longer matches
+    (just signed, its flags just resolved). One query of ids: a queue is at
+    most a few hundred notes."""
+    ids = list(
+        _queue_rows(user=user, today=today, client_id=client_id, flags=flags, include_pk=note.pk)
+        .order_by(*QUEUE_SORTS.get(sort, QUEUE_SORTS["session"]))
+        .values_list("pk", flat=True)
+    )
+    if note.pk not in ids:  # another user's note: nothing to walk
+        return None, None
+    at = ids.index(note.pk)
+    others = ids[at + 1 :] + ids[:at]
+    if not others:
+        return None, None
+    return others[-1], others[0]
+
+
+def intervention_terms_search(*, user, query: str, limit: int = 20) -> list[str]:
+    """The practice's active intervention terms whose name or a synonym holds
+    the query (case and spacing ignored), for the review page's term search.
+    A vocabulary is tens of terms, so it is read whole and matched here."""
+    membership = membership_of(user)
+    words = query.casefold().split()
+    if membership is None or not words:
+        return []
+    hits = []
+    for term, synonyms in InterventionTerm.objects.filter(
+        practice_id=membership.practice_id, is_active=True
+    ).values_list("term", "synonyms"):
+        names = " | ".join([term, *(synonyms or [])]).casefold()
+        if all(w in names for w in words):
+            hits.append(term)
+    return sorted(hits, key=str.casefold)[:limit]
+
+
+def intervention_proposals_for_user(*, user) -> QuerySet[InterventionProposal]:
+    """A practice admin's vocabulary proposals, open ones first; nobody else's."""
+    membership = membership_of(user)
+    if membership is None or membership.role != Role.PRACTICE_ADMIN:
+        return InterventionProposal.objects.none()
+    return (
+        InterventionProposal.objects.filter(practice_id=membership.practice_id)
+        .select_related("proposed_by", "decided_by")
+        .order_by(Case(When(state=InterventionProposal.State.PROPOSED, then=0), default=1), "-created_at", "-pk")
+    )
 
 
 def note_versions_for_user(*, user, note: Note) -> QuerySet[Note]:

@@ -81,33 +81,31 @@ def queue(request: HttpRequest) -> HttpResponse:
     of queries however long the queue (tests/notes/test_review_queue.py)."""
     from django.utils import timezone
 
-    from notes.review_views import step_up_valid_until
+    from notes.review_views import queue_filters, queue_query, step_up_valid_until
 
-    practice = membership_of(request.user).practice
+    membership = membership_of(request.user)
+    practice = membership.practice
     today = selectors.practice_day_range(practice=practice, now=timezone.now())
-    when = request.GET.get("when") if request.GET.get("when") == "today" else "all"
-    flags = request.GET.get("flags", "")
-    flags = flags if flags in selectors.QUEUE_FLAG_FILTERS else ""
-    sort = request.GET.get("sort", "session")
-    sort = sort if sort in selectors.QUEUE_SORTS else "session"
-    client_id = request.GET.get("client", "")
-    client_id = int(client_id) if client_id.isdigit() else None
+    filters = queue_filters(request.GET)
+    when, flags, sort, client_id = filters["when"], filters["flags"], filters["sort"], filters["client"]
     rows = selectors.review_queue_filtered(
         user=request.user, today=today if when == "today" else None, client_id=client_id, flags=flags, sort=sort
     )
     # One reverse() for the whole list: per row it was a measurable share of
     # the page with 500 drafts (bench/review.py).
-    href = reverse("review", args=[0]).replace("/0/", "/{}/")
+    # The filter and sort ride along, so "sign and next" walks this list (issue 17, point 6).
+    href = reverse("review", args=[0]).replace("/0/", "/{}/") + queue_query(filters)
     states, session_types = dict(Note.State.choices), dict(Draft.SessionType.choices)
     notes = [
         {
             **row,
             "href": href.format(row["pk"]),
             "client_name": f"{row['client__given_name']} {row['client__family_name']}",
-            "state_label": states[row["state"]],
+            "state_label": "Blocked" if row["blocked_reason"] else states[row["state"]],
             # strftime, not the template's date filter: a third of the page's
-            # time with 500 rows went to dateformat.
-            "session_label": timezone.localtime(row["draft__session_start"]).strftime("%a %-d %b, %H:%M")
+            # time with 500 rows went to dateformat. localtime() is in the
+            # practice's zone (PracticeTimezoneMiddleware), named by %Z.
+            "session_label": timezone.localtime(row["draft__session_start"]).strftime("%a %-d %b, %H:%M %Z")
             + f" · {row['draft__session_duration_minutes']} min · {session_types.get(row['draft__session_type'], '')}",
         }
         for row in rows
@@ -123,7 +121,9 @@ def queue(request: HttpRequest) -> HttpResponse:
             "notes": notes,
             "counts": selectors.review_queue_counts(user=request.user, today=today),
             "clients": selectors.review_queue_clients(user=request.user),
-            "filters": {"when": when, "flags": flags, "sort": sort, "client": client_id},
+            "filters": filters,
+            "queue_qs": queue_query(filters),
+            "single_keys": membership.single_key_shortcuts,
             "step_up_until": step_up_valid_until(request, timezone.now()),
         },
     )
@@ -216,5 +216,37 @@ def client_consent(request: HttpRequest, client_id: int) -> HttpResponse:
 
 @member_required(Role.AUDITOR)
 def audit_log(request: HttpRequest) -> HttpResponse:
-    events = selectors.audit_events_for_user(user=request.user).order_by("-seq")[:200]
-    return render(request, "audit/audit_log.html", {"events": events})
+    """The practice's events, newest first, a page at a time (keyset on seq),
+    filtered by who, action, client, note and dates; the export buttons take
+    the same filters. Bad filters are a 400 with the form's messages."""
+    from urllib.parse import urlencode
+
+    from audit import selectors as audit_selectors
+    from audit.forms import AuditLogForm
+
+    practice_id = membership_of(request.user).practice_id
+    form = AuditLogForm(request.GET, practice_id=practice_id)
+    events, older, status = [], None, 200
+    if form.is_valid():
+        events, older = audit_selectors.audit_log_page(
+            user=request.user, before=form.cleaned_data["before"], **form.filters()
+        )
+    else:
+        status = 400
+    query = {k: v for k, v in form.query().items() if k != "before"}
+    return render(
+        request,
+        "audit/audit_log.html",
+        {
+            "form": form,
+            "events": events,
+            "older_query": urlencode({**query, "before": older}) if older else "",
+            "paged": bool(request.GET.get("before")),
+            "filter_query": urlencode(query),
+            "filtered": bool(query),
+            "members": audit_selectors.practice_members_for_auditor(user=request.user),
+            "clients": audit_selectors.clients_for_auditor(user=request.user),
+            "actions": audit_selectors.audit_recent_actions(user=request.user),
+        },
+        status=status,
+    )

@@ -4,7 +4,12 @@
   "use strict";
   var rows = Array.prototype.slice.call(document.querySelectorAll("#queue-table tbody tr"));
   var help = document.getElementById("shortcuts");
+  var table = document.getElementById("queue-table");
+  // Single-key shortcuts are a per-account choice (WCAG 2.1.4).
+  var singleKeys = !table || table.dataset.singleKeys !== "0";
   var current = -1;
+  var helpButton = document.getElementById("help-open");
+  if (helpButton && help) helpButton.addEventListener("click", function () { help.showModal(); });
 
   function select(i) {
     if (!rows.length) return;
@@ -18,6 +23,7 @@
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     var t = e.target;
     if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    if (!singleKeys) return;
     switch (e.key) {
       case "j": select(current + 1); break;
       case "k": select(current - 1); break;

@@ -272,7 +272,51 @@
     });
   });
 
+  // --- intervention term search ---------------------------------------------------------------
+  Array.prototype.forEach.call(document.querySelectorAll("input.vocabulary-search"), function (input) {
+    var list = document.getElementById(input.getAttribute("list"));
+    var timer;
+    input.addEventListener("input", function () {
+      clearTimeout(timer);
+      var q = input.value.trim();
+      if (!q) return;
+      timer = setTimeout(function () {
+        fetch(root.dataset.vocabularyUrl + "?q=" + encodeURIComponent(q), { headers: { Accept: "application/json" } })
+          .then(function (r) { return r.json(); })
+          .then(function (data) {
+            list.textContent = "";
+            (data.results || []).forEach(function (term) {
+              var opt = document.createElement("option");
+              opt.value = term;
+              list.appendChild(opt);
+            });
+          })
+          .catch(function () {});
+      }, 200);
+    });
+  });
+
+  // --- collapse unchanged sections ------------------------------------------------------------
+  var collapse = document.getElementById("collapse-unchanged");
+  if (collapse) {
+    var label = collapse.textContent;
+    collapse.hidden = false;
+    collapse.addEventListener("click", function () {
+      var on = collapse.getAttribute("aria-pressed") !== "true";
+      collapse.setAttribute("aria-pressed", on ? "true" : "false");
+      root.classList.toggle("collapse-unchanged", on);
+      collapse.textContent = on ? "Show unchanged sections" : label;
+    });
+  }
+
   // --- keyboard shortcuts ---------------------------------------------------------------------
+  // Signing needs a modifier (Ctrl/Cmd+Enter), never a single character
+  // (WCAG 2.1.4); single-key shortcuts are a per-account choice.
+  var singleKeys = root.dataset.singleKeys === "1";
+  var mac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
+  if (mac) {
+    Array.prototype.forEach.call(document.querySelectorAll("kbd.sign-key"), function (k) { k.textContent = "\u2318+Enter"; });
+  }
   var help = document.getElementById("shortcuts");
   function toggleHelp() {
     if (!help) return;
@@ -293,6 +337,12 @@
   }
 
   document.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !e.altKey && !e.shiftKey) {
+      if (help && help.open) return;
+      e.preventDefault();
+      signShortcut();
+      return;
+    }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     var t = e.target;
     var typing = t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.tagName === "SELECT" || t.isContentEditable);
@@ -300,6 +350,7 @@
       if (e.key === "Escape") t.blur();
       return;
     }
+    if (!singleKeys) return;
     if (help && help.open && e.key !== "?") return;
     switch (e.key) {
       case "j": go(root.dataset.nextUrl); break;
@@ -311,11 +362,16 @@
         break;
       }
       case "f": {
-        var flag = document.querySelector("li.flag.open select, li.flag.open input:not([type=hidden]), li.flag.open button");
-        if (flag) flag.focus();
+        // The first open flag's main action: the first suggestion when there
+        // is one (one click or Enter fixes the flag), else its input.
+        var flag = document.querySelector("li.flag.open");
+        var target = flag && (flag.querySelector("[data-flag-primary]") || flag.querySelector("input:not([type=hidden]), select, button"));
+        if (target) {
+          target.scrollIntoView({ block: "center" });
+          target.focus();
+        }
         break;
       }
-      case "s": signShortcut(); break;
       case "?": toggleHelp(); break;
       default: return;
     }

@@ -2,6 +2,8 @@
 and kept versus written by the clinician, per section and for the whole
 note, is stored with the signature and shown on the note."""
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.urls import reverse
 
@@ -111,7 +113,8 @@ def test_the_note_page_shows_who_drafted_edited_and_signed(world, login_as):
     page = login_as(world.qa).get(reverse("note_detail", args=[signed.pk])).content.decode()
     assert (
         f"Drafted by Demo Scribe (scribe-llm 2.3) · edited by {name} ({attribution.clinician_percent}% of text)"
-        f" · signed by {name} at {signed.signed_at:%Y-%m-%d %H:%M} UTC"
+        # In the practice's timezone, named (issue 17, point 6).
+        f" · signed by {name} at {signed.signed_at.astimezone(ZoneInfo(world.practice.timezone)):%Y-%m-%d %H:%M %Z}"
     ) in page
     assert reverse("audit_note_timeline", args=[signed.pk]) in page
 
