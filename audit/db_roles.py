@@ -52,7 +52,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public
 
 -- The audit log and its checkpoints: append and read only (the triggers
 -- refuse UPDATE and DELETE too; this refuses them before the trigger runs).
-REVOKE UPDATE, DELETE, TRUNCATE ON audit_auditevent, audit_auditcheckpoint FROM {app};
+REVOKE UPDATE, DELETE, TRUNCATE ON audit_auditevent, audit_auditcheckpoint, audit_auditsession FROM {app};
 """
 
 

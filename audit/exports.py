@@ -8,6 +8,13 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 
+from django.db.models import OuterRef, Subquery, Value
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce, NullIf
+
+from audit.models import AuditSession
+from audit.services import AUDIT_SESSION_DETAIL
+
 EXPORT_COLUMNS = (
     "seq",
     "created_at",
@@ -26,6 +33,9 @@ EXPORT_COLUMNS = (
     "request_id",
     "ip_address",
     "user_agent",
+    # Not hashed: the user agent of the event's session (stored once per
+    # session, audit.services._audit_session), so each row says it.
+    "session_user_agent",
     "prev_hash",
     "hash",
 )
@@ -34,6 +44,12 @@ _CHUNK = 2000
 
 
 def _rows(events) -> Iterator[tuple]:
+    session_agent = AuditSession.objects.filter(key=KeyTextTransform(AUDIT_SESSION_DETAIL, OuterRef("detail")))
+    events = events.annotate(
+        session_user_agent=Coalesce(
+            NullIf("user_agent", Value("")), Subquery(session_agent.values("user_agent")[:1]), Value("")
+        )
+    )
     return events.values_list(*EXPORT_COLUMNS).iterator(chunk_size=_CHUNK)
 
 

@@ -28,11 +28,25 @@ class PhiAccessForm(DateRangeMixin, forms.Form):
         )
 
 
+ACTION_SHAPE = r"^[a-z0-9_]+(\.[a-z0-9_]+)*\.?$"
+
+
 class ExportForm(DateRangeMixin, forms.Form):
-    date_from = forms.DateField(required=False)
-    date_to = forms.DateField(required=False)
+    """The audit log's filters; the page and both exports take the same ones,
+    so an export is exactly the filtered set the auditor was looking at."""
+
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To (included)", widget=forms.DateInput(attrs={"type": "date"}))
     note = forms.IntegerField(required=False, min_value=1, help_text="A note id: all versions of it")
-    user = forms.IntegerField(required=False, min_value=1, help_text="A person's user id")
+    user = forms.IntegerField(required=False, min_value=1, label="Who", help_text="A person's user id")
+    action = forms.RegexField(
+        required=False,
+        max_length=60,
+        regex=ACTION_SHAPE,
+        error_messages={"invalid": "An action looks like note.sign, or note. for every note action."},
+        help_text="An action (note.sign), or a family ending in a dot (note.)",
+    )
+    client = forms.IntegerField(required=False, min_value=1, help_text="A client id")
 
     def __init__(self, *args, practice_id: int, **kwargs):
         super().__init__(*args, **kwargs)
@@ -55,3 +69,34 @@ class ExportForm(DateRangeMixin, forms.Form):
         if user is None:
             raise forms.ValidationError("No member of your practice has this id.")
         return user
+
+    def clean_client(self):
+        client_id = self.cleaned_data.get("client")
+        if client_id is None:
+            return None
+        client = Client.objects.filter(pk=client_id, practice_id=self.practice_id).first()
+        if client is None:
+            raise forms.ValidationError("No client with this id in your practice.")
+        return client
+
+    def filters(self) -> dict:
+        """The cleaned filters as audit_events_filtered takes them."""
+        data = self.cleaned_data
+        return {
+            "date_from": data.get("date_from"),
+            "date_to": data.get("date_to"),
+            "note": data.get("note"),
+            "actor_user": data.get("user"),
+            "action": data.get("action") or "",
+            "client": data.get("client"),
+        }
+
+    def query(self) -> dict:
+        """The filters as query parameters, for links that keep them."""
+        return {k: v for k, v in self.data.items() if k in self.fields and v not in ("", None)}
+
+
+class AuditLogForm(ExportForm):
+    """The page's filters and its keyset cursor: events before this seq."""
+
+    before = forms.IntegerField(required=False, min_value=2)

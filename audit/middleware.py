@@ -18,6 +18,7 @@ class RequestContextMiddleware:
                 request_id=request_id,
                 ip_address=request.META.get("REMOTE_ADDR") or None,
                 user_agent=request.headers.get("User-Agent", "")[:400],
+                session=getattr(request, "session", None),
             )
         )
         try:

@@ -152,3 +152,27 @@ class NoteAttribution(models.Model):
     @property
     def ai_percent(self) -> int:
         return 100 - self.clinician_percent if self.total_chars else 0
+
+
+class AuditSession(models.Model):
+    """One browser session's user agent, stored once instead of on every event
+    of the session. A session's events name it by key in detail["session"]
+    (inside the hash chain); the event that opened it also carries the user
+    agent itself, so the chain still covers the text. A new user agent in the
+    same login session (a copied cookie, say) opens a new one."""
+
+    key = models.CharField(max_length=32, unique=True, help_text="Random; kept in the login session")
+    practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    user_agent = models.CharField(max_length=400, blank=True)
+    started_at = models.DateTimeField()
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("Audit sessions are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit sessions are append-only.")

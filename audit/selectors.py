@@ -99,16 +99,20 @@ def phi_access_for_auditor(*, user, client: Client, date_from: date, date_to: da
     )
 
 
-def audit_events_for_export(
+def audit_events_filtered(
     *,
     user,
     date_from: date | None = None,
     date_to: date | None = None,
     note: Note | None = None,
     actor_user=None,
+    action: str = "",
+    client: Client | None = None,
 ) -> QuerySet[AuditEvent]:
-    """The auditor's practice's events, filtered, in chain order. A note
-    filter takes in the whole lineage of the note."""
+    """The auditor's practice's events, filtered, unordered. A note filter
+    takes in the whole lineage of the note; a client filter the client's own
+    events and those of the client's notes; an action ending in a dot is a
+    family ("note.")."""
     practice_id = _auditor_practice_id(user)
     events = AuditEvent.objects.filter(practice_id=practice_id)
     if date_from is not None:
@@ -119,7 +123,66 @@ def audit_events_for_export(
         events = events.filter(note__in=note_lineage(note).values("pk"))
     if actor_user is not None:
         events = events.filter(actor_user=actor_user)
-    return events.order_by("seq")
+    if action:
+        events = events.filter(action__startswith=action) if action.endswith(".") else events.filter(action=action)
+    if client is not None:
+        notes = Note.objects.filter(practice_id=practice_id, client=client).values("pk")
+        events = events.filter(Q(client=client) | Q(note__in=notes))
+    return events
+
+
+def audit_events_for_export(**filters) -> QuerySet[AuditEvent]:
+    """The filtered events in chain order (the order an export is checked in)."""
+    return audit_events_filtered(**filters).order_by("seq")
+
+
+AUDIT_LOG_PAGE_SIZE = 50
+
+
+def audit_log_page(
+    *, before: int | None = None, limit: int = AUDIT_LOG_PAGE_SIZE, **filters
+) -> tuple[list, int | None]:
+    """One page of the filtered events, newest first, and the cursor of the
+    next (older) page or None. Keyset on seq (the practice's unique (practice,
+    seq) index), so page 1,000 costs what page 1 does."""
+    events = audit_events_filtered(**filters).select_related("actor_user")
+    if before is not None:
+        events = events.filter(seq__lt=before)
+    rows = list(events.order_by("-seq")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].seq if more else None)
+
+
+def audit_sessions_for_events(events) -> dict:
+    """key -> AuditSession for the sessions these events name (the user agent
+    stored once per session, audit.services._audit_session)."""
+    from audit.models import AuditSession
+    from audit.services import AUDIT_SESSION_DETAIL
+
+    keys = {e.detail.get(AUDIT_SESSION_DETAIL) for e in events if isinstance(e.detail, dict)} - {None}
+    return {s.key: s for s in AuditSession.objects.filter(key__in=keys)} if keys else {}
+
+
+def practice_members_for_auditor(*, user) -> list[tuple[int, str]]:
+    """(user id, name) of the auditor's practice's members, for the audit log's "who" filter."""
+    from notes.models import Membership
+
+    rows = Membership.objects.filter(practice_id=_auditor_practice_id(user)).select_related("user")
+    return sorted(
+        ((m.user_id, m.user.get_full_name() or m.user.username) for m in rows), key=lambda row: row[1].lower()
+    )
+
+
+def audit_recent_actions(*, user, window: int = 2000) -> list[str]:
+    """The action names among the practice's latest events, offered as
+    suggestions in the audit log's filter (a bounded read, not a scan)."""
+    recent = (
+        AuditEvent.objects.filter(practice_id=_auditor_practice_id(user))
+        .order_by("-seq")
+        .values_list("action", flat=True)[:window]
+    )
+    return sorted(set(recent))
 
 
 def note_get_for_auditor(*, user, note_id: int) -> Note:

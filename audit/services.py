@@ -5,6 +5,7 @@ change commit or roll back together."""
 import hashlib
 import ipaddress
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
@@ -13,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.context import current_request
-from audit.models import AuditChainHead, AuditEvent
+from audit.models import AuditChainHead, AuditEvent, AuditSession
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,34 @@ def _append_python(event: AuditEvent) -> None:
     head.save(update_fields=["seq", "hash"])
 
 
+# Where an event names its audit session (AuditSession.key), and where the
+# login session keeps that key with a digest of the user agent it was opened for.
+AUDIT_SESSION_DETAIL = "audit_session"
+AUDIT_SESSION_KEY = "audit_session"
+
+
+def _audit_session(ctx, *, practice, user, now) -> tuple[str, str]:
+    """(the user agent to store on the event, the audit session's key). In a
+    login session the user agent is stored once, on the session's first event
+    and in its AuditSession; later events store only the key. Outside one (no
+    session, or no user) every event carries the user agent as before. The
+    AuditSession row is written in the caller's transaction, so a rolled-back
+    first event leaves no session without its user agent in the chain."""
+    session = ctx.session
+    if session is None or user is None or not ctx.user_agent:
+        return ctx.user_agent, ""
+    digest = hashlib.sha256(ctx.user_agent.encode()).hexdigest()[:16]
+    mark = session.get(AUDIT_SESSION_KEY)
+    if not isinstance(mark, dict) or mark.get("ua") != digest or mark.get("user") != user.pk:
+        mark = {"key": uuid.uuid4().hex, "ua": digest, "user": user.pk}
+        session[AUDIT_SESSION_KEY] = mark
+    _, created = AuditSession.objects.get_or_create(
+        key=mark["key"],
+        defaults={"practice": practice, "user": user, "user_agent": ctx.user_agent, "started_at": now},
+    )
+    return (ctx.user_agent if created else ""), mark["key"]
+
+
 # No savepoint: callers record inside the transaction of the change, and an
 # error here must roll that change back anyway; alone it is its own transaction.
 @transaction.atomic(savepoint=False)
@@ -281,8 +310,12 @@ def audit_record(
         detail=_jsonable(detail or {}),
         request_id=ctx.request_id,
         ip_address=_normalise_ip(ctx.ip_address) if person else None,
-        user_agent=ctx.user_agent if person else "",
+        user_agent="",
     )
+    if person:
+        event.user_agent, session_key = _audit_session(ctx, practice=practice, user=actor.user, now=event.created_at)
+        if session_key:
+            event.detail = {**event.detail, AUDIT_SESSION_DETAIL: session_key}
     if connection.vendor == "postgresql":
         if not _append_postgresql(event):  # the practice's first event
             AuditChainHead.objects.get_or_create(practice_id=event.practice_id)

@@ -15,7 +15,7 @@ from audit.exports import events_csv, events_json
 from audit.fhir import auditevent_for_delivery_event, provenance_for_note
 from audit.forms import ExportForm, PhiAccessForm
 from audit.models import AuditEvent, NoteAttribution
-from audit.services import actor_person, audit_phi_access, audit_record
+from audit.services import AUDIT_SESSION_DETAIL, actor_person, audit_phi_access, audit_record
 from notes.roles import Role, membership_of
 from notes.views import member_required
 
@@ -48,6 +48,12 @@ def _summary(event: AuditEvent) -> str:
     return " · ".join(str(p) for p in parts)
 
 
+def _session_user_agent(event: AuditEvent, sessions: dict) -> str:
+    key = event.detail.get(AUDIT_SESSION_DETAIL) if isinstance(event.detail, dict) else None
+    session = sessions.get(key)
+    return session.user_agent if session is not None else ""
+
+
 @require_GET
 @member_required(Role.CLINICIAN, Role.QA_REVIEWER, Role.AUDITOR)
 def note_timeline(request: HttpRequest, note_id: int) -> HttpResponse:
@@ -58,12 +64,15 @@ def note_timeline(request: HttpRequest, note_id: int) -> HttpResponse:
     attributions = {a.note_id: a for a in NoteAttribution.objects.filter(note__in=[v.pk for v in versions])}
     # Diffs of signed versions were stored at signing; only the others are computed here.
     stored = {seq: runs for a in attributions.values() for seq, runs in a.event_diffs.items()}
+    # The user agent is stored once per session; an event names its session.
+    sessions = selectors.audit_sessions_for_events(events) if is_auditor else {}
     entries = [
         {
             "event": e,
             "version": e.note.version if e.note_id else None,
             "diff": event_diff_html(e, stored),  # any event with text or codes before and after
             "summary": _summary(e),
+            "user_agent": e.user_agent or _session_user_agent(e, sessions),
         }
         for e in events
     ]
@@ -121,13 +130,7 @@ def _export(request: HttpRequest, kind: str) -> HttpResponse:
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
     filters = form.cleaned_data
-    events = selectors.audit_events_for_export(
-        user=request.user,
-        date_from=filters["date_from"],
-        date_to=filters["date_to"],
-        note=filters["note"],
-        actor_user=filters["user"],
-    )
+    events = selectors.audit_events_for_export(user=request.user, **form.filters())
     audit_record(
         practice=membership.practice,
         actor=actor_person(request.user),
@@ -140,6 +143,8 @@ def _export(request: HttpRequest, kind: str) -> HttpResponse:
             "to": filters["date_to"],
             "note": filters["note"].pk if filters["note"] else None,
             "user": filters["user"].pk if filters["user"] else None,
+            "action": filters["action"] or None,
+            "client": filters["client"].pk if filters["client"] else None,
         },
     )
     stamp = timezone.localdate().isoformat()
