@@ -162,8 +162,17 @@ def delivery_status_view(delivery, *, tz: tzinfo, now: datetime | None = None, p
             detail="",
             at=delivery.created_at,
         )
-    # A state added later (e.g. a person filing by hand): its own label, and
-    # the page keeps asking until it turns final.
+    if state == "awaiting_filing":
+        # Nothing changes until a person files it: no reason to keep asking.
+        return _view(
+            state=state,
+            label=f"Awaiting filing in the EHR by a person, since {when(delivery.created_at)}",
+            tone="warn",
+            detail="Open “File in EHR” to copy the note or download its PDF, then confirm it was filed.",
+            at=delivery.created_at,
+            final=True,
+        )
+    # A state added later: its own label, and the page keeps asking until it turns final.
     display = getattr(delivery, "get_state_display", None)
     return _view(
         state=state,

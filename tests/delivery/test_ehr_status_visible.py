@@ -93,6 +93,19 @@ def test_waiting_states_each_say_what_they_wait_for():
     )
 
 
+def test_a_note_awaiting_filing_by_hand_says_so_and_stops_the_polling():
+    status = delivery_status_view(_delivery(state="awaiting_filing"), tz=NEW_YORK, now=NOON_UTC)
+    assert status["label"] == "Awaiting filing in the EHR by a person, since 13:32 EST"
+    assert status["final"] is True  # nothing changes until a person confirms: no page keeps asking
+
+
+def test_a_delivered_note_says_whether_the_ehr_holds_its_provenance():
+    stored = _delivery(state="delivered", delivered_at=NOON_UTC, ehr_id="d1", provenance_state="stored")
+    assert "Provenance (AI scribe and signer) stored at the EHR." in delivery_status_view(stored, tz=NEW_YORK)["detail"]
+    unsupported = _delivery(state="delivered", delivered_at=NOON_UTC, ehr_id="d1", provenance_state="unsupported")
+    assert delivery_status_view(unsupported, tz=NEW_YORK)["detail"].startswith("Provenance: not supported by this EHR")
+
+
 def test_a_zone_without_an_abbreviation_is_named_by_its_key():
     delivery = _delivery(state="delivered", delivered_at=NOON_UTC, ehr_id="x")
     view = delivery_status_view(delivery, tz=ZoneInfo("Asia/Dubai"), now=NOON_UTC)
