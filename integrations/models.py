@@ -3,7 +3,7 @@ and the built-in sandbox EHR's storage.
 
 A Delivery row is written in the same transaction as the signature
 (notes.services.note_sign), so a signed note cannot be lost between signing
-and sending. Rules live in integrations/services.py, not here.
+and sending. Rules live in integrations/services/, not here.
 """
 
 from django.conf import settings
