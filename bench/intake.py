@@ -327,7 +327,7 @@ def start_server(ids: dict, workers: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("gunicorn did not start listening")
 
 
-def timed_round(url: str, bodies: list[dict], headers: dict, concurrency: int) -> float:
+def timed_round(url: str, bodies: list[dict], headers: dict, concurrency: int, timeout: float = 30) -> float:
     import requests
 
     sessions = [requests.Session() for _ in range(concurrency)]
@@ -335,7 +335,7 @@ def timed_round(url: str, bodies: list[dict], headers: dict, concurrency: int) -
         s.headers.update(headers)
 
     def post(i: int) -> None:
-        response = sessions[i % concurrency].post(url, data=json.dumps(bodies[i]), timeout=30)
+        response = sessions[i % concurrency].post(url, data=json.dumps(bodies[i]), timeout=timeout)
         if response.status_code != 201:
             raise SystemExit(f"{url}: HTTP {response.status_code} {response.text[:300]}")
 
@@ -378,8 +378,12 @@ def main() -> None:
             "bare": (f"{base}/bench/bare-draft", plain),
         }
         # Warm up both (imports, connections, ICD-10-CM tables) outside the timing.
+        # gunicorn listens before its workers have loaded the app (the risk
+        # pipeline takes seconds to build on a busy machine): the first
+        # requests wait for that, so they get a long timeout.
         for name, (url, headers) in endpoints.items():
-            timed_round(url, [payload(ids, i, f"warm-{name}") for i in range(20)], headers, args.concurrency)
+            warm = [payload(ids, i, f"warm-{name}") for i in range(20)]
+            timed_round(url, warm, headers, args.concurrency, timeout=600)
         per_round = max(1, args.requests // args.rounds)
         elapsed = {"intake": 0.0, "bare": 0.0}
         count = {"intake": 0, "bare": 0}
