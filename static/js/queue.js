@@ -22,7 +22,7 @@
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     var t = e.target;
-    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    if (t && ((t.tagName === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(t.type)) || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
     if (!singleKeys) return;
     switch (e.key) {
       case "j": select(current + 1); break;

@@ -345,7 +345,8 @@
     }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     var t = e.target;
-    var typing = t && (t.tagName === "TEXTAREA" || t.tagName === "INPUT" || t.tagName === "SELECT" || t.isContentEditable);
+    // A checkbox (the shortcuts preference) takes no text: keys still work there.
+    var typing = t && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(t.type)) || t.tagName === "SELECT" || t.isContentEditable);
     if (typing) {
       if (e.key === "Escape") t.blur();
       return;
