@@ -4,6 +4,7 @@ participants are untouched, and a signed note stays signed and is delivered."""
 
 import threading
 from datetime import date
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, connections, transaction
@@ -392,7 +393,8 @@ def test_the_revocation_and_its_time_appear_on_a_signed_notes_timeline(world, lo
     browser = login_as(world.clinician)
     page = browser.get(f"/audit/notes/{note.pk}/timeline/").content.decode()
     assert "consent.revoke" in page
-    assert consent.revoked_at.strftime("%Y-%m-%d %H:%M:%S") in page
+    shown = timezone.localtime(consent.revoked_at, ZoneInfo(world.practice.timezone))
+    assert shown.strftime("%Y-%m-%d %H:%M:%S %Z") in page  # the practice's time, zone named
     # Another client's revocation is not on this note's timeline.
     other = client_factory(world.practice, world.clinician)
     services.consent_revoke(client=other, actor=world.admin)
