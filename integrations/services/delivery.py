@@ -25,10 +25,10 @@ from integrations.errors import (
     PayloadInvalid,
 )
 from integrations.models import Alert, Delivery, DeliveryAttempt, FieldMapping
+from integrations.outcomes import Outcome, failed
 from integrations.services.connections import _active_connection
 from integrations.services.invariants import delivery_check_deliverable
 from integrations.services.perform import _perform
-from integrations.transports.base import Outcome, failed
 from notes.errors import NotPermitted
 from notes.models import Membership, Note
 from psyfi_review.db_retry import retry_once_on_conflict
@@ -221,7 +221,7 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
         fields.update(
             state=S.DELIVERED, ehr_id=outcome.ehr_id, delivered_at=now, needs_reconcile=False, next_attempt_at=None
         )
-        ledger = DeliveryAttempt.Outcome.RECONCILED if "reconciled" in outcome.reason else DeliveryAttempt.Outcome.SENT
+        ledger = DeliveryAttempt.Outcome.RECONCILED if outcome.reconciled else DeliveryAttempt.Outcome.SENT
     elif outcome.kind == Outcome.FAILED or budget_spent:
         fields.update(state=S.FAILED, next_attempt_at=None)
         if outcome.kind == Outcome.UNKNOWN:

@@ -22,6 +22,19 @@ from integrations.errors import (
 )
 from integrations.mapping import mapping_default_document, rest_patient_errors
 from integrations.models import Delivery, EHRConnection, FieldMapping
+from integrations.outcomes import (
+    Outcome,
+    failed,
+    fhir_create_outcome,
+    fhir_patient_check,
+    fhir_resources,
+    mdm_ack_outcome,
+    pdq_check,
+    rest_id_from,
+    rest_patient_check,
+    sent,
+    status_outcome,
+)
 from integrations.services.connections import (
     _active_connection,
     _hl7_patient_check_validate,
@@ -31,7 +44,7 @@ from integrations.services.invariants import delivery_check_deliverable, deliver
 from integrations.transports import fhir as fhir_transport
 from integrations.transports import mllp as mllp_transport
 from integrations.transports import rest as rest_transport
-from integrations.transports.base import Outcome, failed, sent, url_check
+from integrations.transports.base import reply_of, url_check
 from notes.models import Membership, NoteTemplateVersion
 from notes.vocabulary import icd10_check
 
@@ -183,27 +196,21 @@ def _perform_hl7(delivery: Delivery, connection: EHRConnection) -> Outcome:
         query_url = connection.patient_query_url or connection.base_url
         url_check(query_url, schemes=("mllp", "mllps"), field="patient_query_url")
         query_id = f"PDQ{uuid.uuid4().hex[:17].upper()}"  # MSH-10 is at most 20 characters
-        mismatch = mllp_transport.patient_check(
-            url=query_url,
-            message=pdq_query_build(
-                patient_id=data.patient_ehr_id, query_id=query_id, now=now, assigning_authority=authority
-            ),
+        query = pdq_query_build(
+            patient_id=data.patient_ehr_id, query_id=query_id, now=now, assigning_authority=authority
+        )
+        mismatch = pdq_check(
+            mllp_transport.exchange(query_url, query, settings.PSYFI_DELIVERY_TIMEOUT),
             query_id=query_id,
             patient_id=data.patient_ehr_id,
             birth_date=data.patient_birth_date,
-            timeout=settings.PSYFI_DELIVERY_TIMEOUT,
             assigning_authority=authority,
         )
         if mismatch is not None:
             return mismatch
         _patient_check_passed(delivery, now)
-    return mllp_transport.mdm_send(
-        url=connection.base_url,
-        message=message,
-        control_id=delivery.hl7_control_id,
-        timeout=settings.PSYFI_DELIVERY_TIMEOUT,
-        patient_id=data.patient_ehr_id,
-    )
+    reply = mllp_transport.exchange(connection.base_url, message, settings.PSYFI_DELIVERY_TIMEOUT)
+    return mdm_ack_outcome(reply, control_id=delivery.hl7_control_id, patient_id=data.patient_ehr_id)
 
 
 def _perform_rest(delivery: Delivery, connection: EHRConnection) -> Outcome:
@@ -218,23 +225,24 @@ def _perform_rest(delivery: Delivery, connection: EHRConnection) -> Outcome:
     )
     headers = auth.auth_headers(connection, timeout=settings.PSYFI_DELIVERY_TIMEOUT)
     if _patient_check_due(delivery, now):
-        mismatch = rest_transport.patient_check(
+        mismatch = rest_patient_check(
+            rest_transport.patient_read(read, headers=headers, timeout=settings.PSYFI_DELIVERY_TIMEOUT),
             read,
             patient_id=data.patient_ehr_id,
             birth_date=data.patient_birth_date,
-            headers=headers,
-            timeout=settings.PSYFI_DELIVERY_TIMEOUT,
         )
         if mismatch is not None:
             return mismatch
         _patient_check_passed(delivery, now)
-    return rest_transport.document_post(
+    reply = rest_transport.document_post(
         url=connection.base_url,
         document=document,
         idempotency_key=delivery.idempotency_key,
         headers=headers,
         timeout=settings.PSYFI_DELIVERY_TIMEOUT,
     )
+    # The API takes an Idempotency-Key, so a resend after a lost answer is safe.
+    return status_outcome(reply, write=True, resend_safe=True, ehr_id=rest_id_from(reply))
 
 
 def _patient_check_due(delivery: Delivery, now: datetime) -> bool:
@@ -294,7 +302,7 @@ def _fhir_send(delivery: Delivery, connection: EHRConnection, data: NoteInput, m
             raise  # egress policy or a redirect: delivery_send fails it for good, with the reason
         except requests.HTTPError as exc:
             if connection.supports_conditional_create is None:
-                return fhir_transport.status_outcome(exc.response, write=False, resend_safe=True)
+                return status_outcome(reply_of(exc.response), write=False, resend_safe=True, what="the /metadata read")
             confirmed = False
         except Exception as exc:  # noqa: BLE001 - any other failure to read /metadata means "try later"
             if connection.supports_conditional_create is None:
@@ -310,8 +318,10 @@ def _fhir_send(delivery: Delivery, connection: EHRConnection, data: NoteInput, m
             delivery, connection, target, data, sent(delivery.ehr_id, reason="Stored at the EHR earlier"), now
         )
     if _patient_check_due(delivery, now):
-        mismatch = fhir_transport.patient_check(
-            target, patient_id=data.patient_ehr_id, birth_date=data.patient_birth_date
+        mismatch = fhir_patient_check(
+            fhir_transport.patient_read(target, data.patient_ehr_id),
+            patient_id=data.patient_ehr_id,
+            birth_date=data.patient_birth_date,
         )
         if mismatch is not None:
             return mismatch
@@ -325,12 +335,10 @@ def _fhir_send(delivery: Delivery, connection: EHRConnection, data: NoteInput, m
             Delivery.objects.filter(pk=delivery.pk).update(needs_reconcile=False)
     if outcome is None:
         conditional = bool(connection.supports_conditional_create)
-        outcome = fhir_transport.resource_create(
-            target,
-            resource,
-            if_none_exist=f"identifier={identifier}" if conditional else None,
-            resend_safe=conditional and confirmed,
+        reply = fhir_transport.resource_create(
+            target, resource, if_none_exist=f"identifier={identifier}" if conditional else None
         )
+        outcome = fhir_create_outcome(reply, "DocumentReference", resend_safe=conditional and confirmed)
         if conditional and outcome.http_status in _CAPABILITY_CHANGE_STATUSES:
             EHRConnection.objects.filter(pk=connection.pk).update(metadata_checked_at=None)
     if outcome.kind != Outcome.SENT:
@@ -353,14 +361,15 @@ def _provenance_deliver(
         return stored
     reference = f"DocumentReference/{stored.ehr_id}"
     if delivery.provenance_state == Delivery.ProvenanceState.OWED:
-        found = fhir_transport.resource_search(target, "Provenance", {"target": reference})
+        found = fhir_resources(fhir_transport.resource_search(target, "Provenance", {"target": reference}))
         if isinstance(found, Outcome):
             return _provenance_owed(delivery, stored, found)
         if found:
             _provenance_mark(delivery, Delivery.ProvenanceState.STORED, str(found[0].get("id", "")))
             return stored
     provenance = provenance_build(data, target_reference=reference, now=now)
-    answer = fhir_transport.resource_create(target, provenance, if_none_exist=f"target={reference}", resend_safe=False)
+    reply = fhir_transport.resource_create(target, provenance, if_none_exist=f"target={reference}")
+    answer = fhir_create_outcome(reply, "Provenance", resend_safe=False)
     if answer.kind == Outcome.SENT:
         _provenance_mark(delivery, Delivery.ProvenanceState.STORED, answer.ehr_id)
         return stored
@@ -384,17 +393,20 @@ def _reconcile(target, data: NoteInput, resource: dict, identifier: str) -> Outc
     """Search the EHR for a copy from an attempt whose answer was lost.
     Returns sent (found one), an outcome (search failed / duplicates) or None
     (not there: safe to send)."""
-    matches = fhir_transport.documentreference_search(target, {"identifier": identifier})
+    matches = fhir_resources(fhir_transport.resource_search(target, "DocumentReference", {"identifier": identifier}))
     if isinstance(matches, Outcome):
         if matches.http_status in (400, 404, 405, 501):
             # No identifier search: patient + date + type, then content hash.
-            matches = fhir_transport.documentreference_search(
-                target,
-                {
-                    "patient": data.patient_ehr_id,
-                    "date": resource["date"][:10],
-                    "type": f"{resource['type']['coding'][0]['system']}|{resource['type']['coding'][0]['code']}",
-                },
+            matches = fhir_resources(
+                fhir_transport.resource_search(
+                    target,
+                    "DocumentReference",
+                    {
+                        "patient": data.patient_ehr_id,
+                        "date": resource["date"][:10],
+                        "type": f"{resource['type']['coding'][0]['system']}|{resource['type']['coding'][0]['code']}",
+                    },
+                )
             )
             if isinstance(matches, Outcome):
                 return failed(
@@ -410,7 +422,7 @@ def _reconcile(target, data: NoteInput, resource: dict, identifier: str) -> Outc
                 retry_after=matches.retry_after,
             )
     if len(matches) == 1:
-        return Outcome(Outcome.SENT, ehr_id=str(matches[0].get("id", "")), reason="Found at the EHR (reconciled)")
+        return sent(str(matches[0].get("id", "")), reason="Found at the EHR after a lost answer", reconciled=True)
     if len(matches) > 1:
         return failed(
             f"{len(matches)} copies of this note are at the EHR; a person must remove the extra.", alert="duplicate"

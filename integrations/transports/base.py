@@ -1,16 +1,14 @@
-"""What every transport shares: the outcome it returns, the URL rule (TLS off
-loopback), an HTTP session with TLS 1.2 or newer, verified certificates and
-the egress policy on every connection (integrations.egress), reading an
-EHR's error answers, and refusing its redirects. Transports do I/O only; the
-rules about what an outcome means for the delivery live in
-integrations.services."""
+"""What every transport shares: the facts it returns (a Reply: status,
+headers, body, whether bytes left), the URL rule (TLS off loopback), an HTTP
+session with TLS 1.2 or newer, verified certificates and the egress policy
+on every connection (integrations.egress), and telling a request that
+never left from one that may have reached the EHR. Transports do I/O only;
+what an answer means is decided by integrations.outcomes, the same for
+every protocol."""
 
 import ipaddress
 import ssl
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlparse
 
 import requests
@@ -18,41 +16,7 @@ from django.conf import settings
 
 from integrations.egress import GuardedAdapter
 from integrations.errors import ConnectionInvalid, EgressRefused, RedirectRefused
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """sent (ehr_id), retry (after N seconds, nothing written), failed (reason,
-    permanent or not) or unknown (the EHR may have written it: reconcile)."""
-
-    kind: str
-    ehr_id: str = ""
-    retry_after: float | None = None
-    reason: str = ""
-    permanent: bool = False
-    http_status: int | None = None
-    alert: str = ""
-
-    SENT = "sent"
-    RETRY = "retry"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-
-
-def sent(ehr_id: str, *, http_status: int | None = None, reason: str = "") -> Outcome:
-    return Outcome(Outcome.SENT, ehr_id=ehr_id, http_status=http_status, reason=reason)
-
-
-def retry(reason: str, *, after: float | None = None, http_status: int | None = None, alert: str = "") -> Outcome:
-    return Outcome(Outcome.RETRY, retry_after=after, reason=reason, http_status=http_status, alert=alert)
-
-
-def failed(reason: str, *, permanent: bool = True, http_status: int | None = None, alert: str = "") -> Outcome:
-    return Outcome(Outcome.FAILED, reason=reason, permanent=permanent, http_status=http_status, alert=alert)
-
-
-def unknown(reason: str, *, after: float | None = None, http_status: int | None = None) -> Outcome:
-    return Outcome(Outcome.UNKNOWN, reason=reason, retry_after=after, http_status=http_status)
+from integrations.outcomes import Outcome, Reply, failed, retry, retry_after_seconds, sent, unknown
 
 
 def is_loopback(host: str) -> bool:
@@ -122,15 +86,6 @@ def redirect_reason(response: requests.Response, *, who: str = "The EHR") -> str
     )
 
 
-def redirect_outcome(response: requests.Response) -> Outcome | None:
-    """A failed delivery for good (configuration alert) when the EHR
-    answered a redirect; None otherwise."""
-    reason = redirect_reason(response)
-    if reason is None:
-        return None
-    return failed(reason, http_status=response.status_code, alert="configuration")
-
-
 def connection_problem(exc: Exception) -> str:
     """What "test connection" tells the admin: not reachable, refused by the
     egress policy, TLS failed or HTTP n. Never an exception's class name or
@@ -152,37 +107,39 @@ def connection_problem(exc: Exception) -> str:
     return "not reachable"
 
 
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Retry-After as delta-seconds or an HTTP-date; None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+def reply_of(response: requests.Response) -> Reply:
+    """The facts of an HTTP answer."""
+    return Reply(status=response.status_code, headers=dict(response.headers), body=response.content)
 
 
-def operation_outcome_message(response: requests.Response) -> tuple[str, set[str]]:
-    """The EHR's own words from an OperationOutcome (diagnostics or details),
-    and its issue codes. Falls back to the status line."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    messages, codes = [], set()
-    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-        for issue in body.get("issue") or []:
-            if not isinstance(issue, dict):
-                continue
-            codes.add(str(issue.get("code", "")))
-            text = issue.get("diagnostics") or (issue.get("details") or {}).get("text")
-            if text:
-                messages.append(str(text))
-    message = "; ".join(messages) or f"HTTP {response.status_code} {response.reason or ''}".strip()
-    return message[:1000], codes
+def unanswered(exc: BaseException) -> Reply:
+    """The facts of an exchange that got no answer. The one place that tells
+    a request that cannot have reached the EHR (refused, not resolved,
+    connect timeout: resending is safe) from one that may have."""
+    return Reply(status=None, bytes_sent=not _before_sending(exc), error=type(exc).__name__)
+
+
+def _before_sending(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout | ConnectionRefusedError):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        text = repr(exc)
+        return "NewConnectionError" in text or "Connection refused" in text or "NameResolution" in text
+    return False
+
+
+__all__ = [
+    "Outcome",
+    "Reply",
+    "connection_problem",
+    "failed",
+    "http_session",
+    "redirect_reason",
+    "reply_of",
+    "retry",
+    "retry_after_seconds",
+    "sent",
+    "unanswered",
+    "unknown",
+    "url_check",
+]

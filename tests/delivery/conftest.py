@@ -1,2 +1,2 @@
-# The real-worker fixture of the integration tests, for the delivery tests that need one.
-from tests.integrations.conftest import worker_factory  # noqa: F401
+# The integration tests' fixtures (a real worker, a loopback FHIR EHR, a signed note) for the delivery tests.
+from tests.integrations.conftest import fake_ehr, sign_for, worker_factory  # noqa: F401

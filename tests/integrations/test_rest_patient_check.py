@@ -176,7 +176,7 @@ def test_an_unreachable_ehr_retries(world, sign_for):
     rest_connection(world, f"http://127.0.0.1:{free_port()}/api/notes")
     delivery = send(sign_for(world))
     assert delivery.state == Delivery.State.RETRYING
-    assert "Could not read the patient" in delivery.last_error
+    assert "EHR unreachable (the patient read)" in delivery.last_error
 
 
 def test_a_stored_mapping_without_a_patient_block_fails_and_writes_nothing(world, sign_for, ehr):

@@ -37,6 +37,7 @@ from integrations import auth, egress
 from integrations.egress import address_refusal, egress_addresses, egress_allow_parse, egress_allow_setting
 from integrations.errors import EgressRefused, RedirectRefused
 from integrations.models import Delivery, EHRConnection
+from integrations.outcomes import status_outcome
 from integrations.services import connection_create, connection_test, delivery_send
 from integrations.transports import fhir as fhir_transport
 from integrations.transports.base import http_session
@@ -527,8 +528,9 @@ def test_a_write_answered_with_a_redirect_is_a_failed_delivery_and_is_not_follow
     target = fhir_transport.FhirTarget(
         base_url=redirecting.url("/fhir"), timeout=5, auth_headers=lambda force=False: {"Authorization": "Bearer t"}
     )
-    outcome = fhir_transport.resource_create(target, {"resourceType": "DocumentReference"}, if_none_exist=None)
-    assert outcome.kind == outcome.FAILED and outcome.permanent
+    reply = fhir_transport.resource_create(target, {"resourceType": "DocumentReference"}, if_none_exist=None)
+    outcome = status_outcome(reply, write=True, resend_safe=False)
+    assert reply.status == 307 and outcome.kind == outcome.FAILED and outcome.alert == "configuration"
     assert outcome.reason.startswith(f"The EHR answered a redirect (307) to {elsewhere.url('/fhir/DocumentReference')}")
     assert "redirects are not followed" in outcome.reason
     assert elsewhere.requests == []
