@@ -16,6 +16,7 @@ process (risk_pipeline) and reused; scanning a draft then costs milliseconds
 
 import functools
 import json
+import logging
 import re
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -61,6 +62,14 @@ def risk_pipeline():
     import medspacy
     from medspacy.context import ConTextRule
     from medspacy.target_matcher import TargetRule
+
+    # spaCy and weasel give their loggers a stderr handler of their own at
+    # import, outside settings.LOGGING and its PHI filter: drop it, so their
+    # records go through the root handlers like everything else.
+    for name in ("spacy", "weasel"):
+        library_logger = logging.getLogger(name)
+        library_logger.handlers.clear()
+        library_logger.propagate = True
 
     # The medspaCy tokenizer (splits "SI/HI") with a blank English model: no
     # model download, loads offline. spaCy's rule sentencizer instead of

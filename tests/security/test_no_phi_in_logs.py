@@ -120,6 +120,15 @@ def test_every_configured_handler_filters_database_errors(settings):
         assert any(isinstance(f, DatabaseErrorFilter) for f in handler.filters), handler
 
 
+def test_the_risk_pipelines_libraries_leave_no_unfiltered_handler():
+    # spaCy and weasel add stderr handlers of their own when imported.
+    from notes.risk_language import risk_pipeline
+
+    risk_pipeline()
+    for handler in _configured_stream_handlers():
+        assert any(isinstance(f, DatabaseErrorFilter) for f in handler.filters), handler
+
+
 def test_the_statement_logger_is_not_at_debug():
     assert logging.getLogger("django.db.backends").getEffectiveLevel() > logging.DEBUG
 
