@@ -9,8 +9,12 @@ endpoint -> delivered; and (b) a bare `requests` loop posting the same
 DocumentReference payloads to the same endpoint at the same concurrency
 (under their own identifier, so the pipeline's conditional create never
 finds one and skips its write). Every note must reach the endpoint exactly
-once from each loop. Prints both rates, the extra time a delivery costs,
-and on the last line the ratio (target >= 0.7).
+once from each loop. Prints both rates, the extra time per delivery beyond
+the endpoint's simulated latency (`extra time per delivery: N ms`, target
+under 20), then scales out: the same kind of batch through 1, 2 and 4 worker
+processes on one broker (each --concurrency C), printing each rate and the
+speed-up over one process, every note delivered exactly once (no duplicate,
+none lost). The last line is the ratio (target >= 0.7).
 
 The endpoint is the test suite's loopback FHIR server speaking HTTP/1.1 with
 keep-alive. It answers a write after --latency-ms (default 100) and a read
@@ -26,10 +30,12 @@ write 100 / read 20 ms: 0.71-0.73 with threads, 0.67-0.69 with prefork;
 write 100 / read 0 ms: 0.82-0.84 (prefork); write 50 / read 0 ms: about 0.6.
 
 Needs PostgreSQL and Redis on their standard local ports. Uses its own
-database (psyfi_bench) and Redis db (9 unless BENCH_REDIS_DB is set).
+database (psyfi_bench unless BENCH_DB_NAME is set) and Redis db (9 unless
+BENCH_REDIS_DB is set).
 
     .venv/bin/python bench/delivery.py [--notes 400] [--rounds 2] [--concurrency 4]
-        [--latency-ms 100] [--read-latency-ms 20] [--pool threads]
+        [--latency-ms 100] [--read-latency-ms 20] [--pool threads] [--scale-notes 160]
+        [--scale-workers 1,2,4]
 """
 
 import argparse
@@ -43,7 +49,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DB_NAME = "psyfi_bench"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "psyfi_bench")
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DB', '9')}"
 os.environ["DJANGO_SETTINGS_MODULE"] = "psyfi_review.settings_test"
@@ -66,6 +72,8 @@ def main() -> None:
     parser.add_argument("--read-latency-ms", type=int, default=20, help="the endpoint's time per read")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--scale-notes", type=int, default=160, help="notes per scale-out batch (0: skip)")
+    parser.add_argument("--scale-workers", default="1,2,4", help="worker processes per scale-out batch")
     args = parser.parse_args()
 
     fresh_database()
@@ -93,13 +101,21 @@ def main() -> None:
     world = world_factory()
     fhir_connection(world.practice, ehr.base_url)
     print(f"signing {args.notes} notes ...", flush=True)
+
     # Sign with the broker unused: the worker is not running yet, and the
     # rows are the outbox it will drain.
-    for _ in range(args.notes):
-        client = client_factory(world.practice, world.clinician)
-        ehr.add_patient(client)
-        note_sign_now(note_factory(practice=world.practice, clinician=world.clinician, client=client), world.clinician)
-    deliveries = list(Delivery.objects.filter(practice=world.practice).order_by("pk"))
+    def sign(count: int) -> list:
+        notes = []
+        for _ in range(count):
+            client = client_factory(world.practice, world.clinician)
+            ehr.add_patient(client)
+            note = note_factory(practice=world.practice, clinician=world.clinician, client=client)
+            notes.append(note_sign_now(note, world.clinician))
+        return list(Delivery.objects.filter(note__in=notes).order_by("pk"))
+
+    deliveries = sign(args.notes)
+    scale_counts = [int(n) for n in args.scale_workers.split(",") if n.strip()] if args.scale_notes else []
+    scale_batches = [sign(args.scale_notes) for _ in scale_counts]
     payloads = {
         d.pk: documentreference_build(note_input(d), delivery_mapping_document(d), now=timezone.now())
         for d in deliveries
@@ -130,6 +146,17 @@ def main() -> None:
         )
         response.raise_for_status()
 
+    def drain(ids: list[int], started: float) -> float:
+        """Queue the batch, wait until every row is delivered: the seconds taken."""
+        for pk in ids:
+            delivery_send_task.delay(pk)
+        delivered = Delivery.objects.filter(pk__in=ids, state=Delivery.State.DELIVERED)
+        while delivered.count() < len(ids):
+            if time.perf_counter() - started > 600:
+                raise SystemExit("deliveries did not finish in 10 minutes")
+            time.sleep(0.02)
+        return time.perf_counter() - started
+
     # Alternating rounds (pipeline, then bare, then bare, then pipeline, ...)
     # so a slower or busier moment of the machine falls on both alike.
     size = -(-len(deliveries) // args.rounds)
@@ -146,20 +173,30 @@ def main() -> None:
                         list(pool.map(post, [payloads[d.pk] for d in batch]))
                         bare_seconds += time.perf_counter() - started
                         continue
-                    for pk in ids:
-                        delivery_send_task.delay(pk)
-                    delivered = Delivery.objects.filter(pk__in=ids, state=Delivery.State.DELIVERED)
-                    while delivered.count() < len(ids):
-                        if time.perf_counter() - started > 600:
-                            raise SystemExit("deliveries did not finish in 10 minutes")
-                        time.sleep(0.02)
-                    pipeline_seconds += time.perf_counter() - started
+                    pipeline_seconds += drain(ids, started)
     finally:
         worker.stop()
+    # Scale out: N worker processes on the one broker, each its own batch.
+    scale_rates = []
+    for count, batch in zip(scale_counts, scale_batches, strict=True):
+        workers = [
+            Worker(Path(tempfile.mkdtemp()), worker_env, concurrency=args.concurrency, pool=args.pool)
+            for _ in range(count)
+        ]
+        try:
+            for one in workers:
+                one.start()
+            ids = [d.pk for d in batch]
+            started = time.perf_counter()
+            scale_rates.append((count, len(ids) / drain(ids, started)))
+        finally:
+            for one in workers:
+                one.stop()
     ehr.stop()
     copies = ehr.copies()
-    if len(copies) != 2 * len(deliveries) or set(copies.values()) != {1}:
-        raise SystemExit("every note must reach the EHR exactly once from each loop")
+    expected = 2 * len(deliveries) + sum(len(batch) for batch in scale_batches)
+    if len(copies) != expected or set(copies.values()) != {1}:
+        raise SystemExit("every note must reach the EHR exactly once from each loop (no duplicate, none lost)")
 
     ours = len(deliveries) / pipeline_seconds
     bare = len(deliveries) / bare_seconds
@@ -169,8 +206,18 @@ def main() -> None:
     )
     print(f"psyfi delivery pipeline: {ours:.1f} deliveries/s ({pipeline_seconds:.2f} s)")
     print(f"bare requests loop:      {bare:.1f} posts/s ({bare_seconds:.2f} s)")
+    for count, rate in scale_rates:
+        speedup = rate / scale_rates[0][1]
+        print(
+            f"{count} worker process(es) x {args.concurrency}: {rate:.1f} deliveries/s, "
+            f"speed-up {speedup:.2f} (ideal {count / scale_rates[0][0]:.0f})"
+        )
+    if scale_rates:
+        print(f"scale-out: every one of {sum(len(b) for b in scale_batches)} notes delivered once, no duplicate")
+    # Each delivery's wall time (C at once) beyond the bare post's, which
+    # carries the endpoint's simulated latency.
     extra = (pipeline_seconds - bare_seconds) / len(deliveries) * args.concurrency * 1000
-    print(f"extra time per delivery (each of {args.concurrency} at once): {extra:.0f} ms")
+    print(f"extra time per delivery: {extra:.0f} ms")
     print(f"ratio (pipeline / bare): {ours / bare:.2f}")
 
 

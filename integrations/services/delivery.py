@@ -215,6 +215,13 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
     retrying_for = now - (delivery.first_attempt_at or now)
     budget_spent = retrying_for > timedelta(hours=settings.PSYFI_DELIVERY_RETRY_BUDGET_HOURS)
     fields: dict = {"updated_at": now, "last_error": "" if outcome.kind == Outcome.SENT else outcome.reason[:2000]}
+    # What the attempt learnt on the way (perform: patient check, Provenance
+    # support), written with its outcome in the one UPDATE.
+    fields.update(
+        patient_checked_at=delivery.patient_checked_at,
+        provenance_state=delivery.provenance_state,
+        provenance_ehr_id=delivery.provenance_ehr_id,
+    )
     reschedule = None
     alert_kind = ""
     if outcome.kind == Outcome.SENT:
@@ -274,7 +281,7 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
     if delivery.state == S.DELIVERED:
         # An amendment waiting for this version goes next (after commit, so
         # it reads this row as delivered).
-        transaction.on_commit(lambda: delivery_release_waiting(replaces_id=delivery.pk))
+        transaction.on_commit(lambda: _release_after(delivery.pk))
     if alert_kind == Alert.Kind.LONG_RETRY:
         since = delivery.first_attempt_at or now
         alert_raise(
@@ -302,6 +309,13 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
             reason=f"The EHR has not answered for {n} attempts: {outcome.reason}",
         )
     return SendResult(delivery.state, reschedule_in=reschedule, outcome=outcome)
+
+
+def _release_after(delivery_id: int) -> None:
+    """delivery_release_waiting for a version just delivered; most have no
+    amendment waiting, and asking that first is one light query."""
+    if Delivery.objects.filter(replaces_id=delivery_id, state=S.WAITING).exists():
+        delivery_release_waiting(replaces_id=delivery_id)
 
 
 def alert_raise(*, practice, kind: str, reason: str, delivery=None, connection=None) -> Alert:

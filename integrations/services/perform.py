@@ -255,7 +255,9 @@ def _patient_check_due(delivery: Delivery, now: datetime) -> bool:
 
 
 def _patient_check_passed(delivery: Delivery, now: datetime) -> None:
-    Delivery.objects.filter(pk=delivery.pk).update(patient_checked_at=now)
+    # Written by _record with the attempt's outcome: one UPDATE fewer per
+    # delivery. Lost only if the sweeper took the row over, and then the
+    # next attempt simply checks again.
     delivery.patient_checked_at = now
 
 
@@ -377,7 +379,13 @@ def _provenance_deliver(
 
 
 def _provenance_mark(delivery: Delivery, state: str, ehr_id: str = "") -> None:
-    Delivery.objects.filter(pk=delivery.pk).update(provenance_state=state, provenance_ehr_id=ehr_id)
+    """Owed and stored are written at once (they decide what the next attempt
+    sends); "not supported" only with the attempt's outcome (_record), as it
+    is worked out again by any attempt."""
+    if (delivery.provenance_state, delivery.provenance_ehr_id) == (state, ehr_id):
+        return
+    if state != Delivery.ProvenanceState.UNSUPPORTED:
+        Delivery.objects.filter(pk=delivery.pk).update(provenance_state=state, provenance_ehr_id=ehr_id)
     delivery.provenance_state, delivery.provenance_ehr_id = state, ehr_id
 
 
