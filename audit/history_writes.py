@@ -30,6 +30,29 @@ def _sql(model, history_model, fields, rows: int) -> str:
     )
 
 
+def _sql_columns(model, history_model, fields, connection) -> str:
+    """The same statement for many rows: one array parameter per column,
+    unnested into rows. A VALUES list of n rows has n x columns placeholders,
+    which PostgreSQL parses and plans anew for every n (a group session's
+    1,500 flags took a third of its time there)."""
+    table = model._meta.db_table
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in fields)
+    tracked = ", ".join(f'"{f.column}"' for f in history_model.tracked_fields)
+    return (
+        f'WITH ins AS (INSERT INTO "{table}" ({columns}) '  # noqa: S608 - names from models
+        f"SELECT * FROM unnest({arrays}) RETURNING *), "
+        f'hist AS (INSERT INTO "{history_model._meta.db_table}" ({tracked}, "history_date", '
+        f'"history_change_reason", "history_type", "history_user_id") '
+        f"SELECT {tracked}, %s, NULL, '+', %s FROM ins) "
+        f'SELECT "{model._meta.pk.column}" FROM ins ORDER BY "{model._meta.pk.column}"'
+    )
+
+
+# From this many rows on, one array per column (_sql_columns) beats a VALUES list.
+COLUMN_ARRAYS_FROM = 20
+
+
 def create_with_history(model, objs: list) -> list:
     """Insert objs (unsaved instances of model, which has an automatic primary
     key and HistoricalRecords) and one "created" history row for each. Returns
@@ -46,14 +69,17 @@ def create_with_history(model, objs: list) -> list:
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     if any(f.has_db_default() for f in fields) or any(obj.pk is not None for obj in objs):
         raise ValueError("create_with_history takes new rows with no database defaults.")
-    params = []
-    for obj in objs:
-        for field in fields:
-            params.append(field.get_db_prep_save(field.pre_save(obj, add=True), connection))
+    rows = [[field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields] for obj in objs]
     user = history_model.get_default_history_user(objs[0])
-    params += [timezone.now(), user.pk if user is not None else None]
+    tail = [timezone.now(), user.pk if user is not None else None]
+    if len(rows) >= COLUMN_ARRAYS_FROM:
+        sql = _sql_columns(model, history_model, fields, connection)
+        params = [list(column) for column in zip(*rows, strict=True)] + tail
+    else:
+        sql = _sql(model, history_model, fields, len(rows))
+        params = [value for row in rows for value in row] + tail
     with connection.cursor() as cursor:
-        cursor.execute(_sql(model, history_model, fields, len(objs)), params)
+        cursor.execute(sql, params)
         pks = [row[0] for row in cursor.fetchall()]
     for obj, pk in zip(objs, pks, strict=True):
         obj.pk = pk

@@ -100,3 +100,36 @@ def test_a_drafts_history_row_does_not_repeat_its_payload(world):
     assert created.history_type == "+"
     assert "payload" not in {f.name for f in type(created)._meta.fields}
     assert Draft.objects.get(pk=note.draft_id).payload  # kept once, on the draft
+
+
+def test_many_rows_go_as_one_array_per_column_and_match_the_few_rows_path(world):
+    from audit.history_writes import COLUMN_ARRAYS_FROM
+    from notes.models import Flag
+
+    note = note_factory(practice=world.practice, clinician=world.clinician)
+    many = COLUMN_ARRAYS_FROM + 5
+
+    def flags(prefix, n):
+        return [
+            Flag(
+                note=note,
+                kind="unplaced_content",
+                field=f"{prefix}_{i}",
+                value={"text": f"“{prefix}” {i}", "n": i, "none": None} if i % 2 else [f"{prefix}", i],
+                message=f"{prefix} {i}",
+                suggestions=[] if i % 3 else [{"code": "F33.1"}],
+            )
+            for i in range(n)
+        ]
+
+    with transaction.atomic(), history_user(world.clinician):
+        few = create_with_history(Flag, flags("few", 3))
+        lots = create_with_history(Flag, flags("lots", many))
+    assert len(lots) == many and all(f.pk for f in lots)
+    assert [f.pk for f in lots] == sorted(f.pk for f in lots)  # returned in insert order
+    for row in few + lots:
+        stored = Flag.objects.get(pk=row.pk)
+        assert (stored.field, stored.value, stored.suggestions) == (row.field, row.value, row.suggestions)
+        [created] = Flag.history.filter(id=row.pk)
+        assert created.history_type == "+" and created.history_user == world.clinician
+        assert _tracked(created) == {f.attname: getattr(stored, f.attname) for f in type(created).tracked_fields}
