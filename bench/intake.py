@@ -252,9 +252,23 @@ def slow_cases(ids: dict) -> dict:
         targets = [(body, name) for name in TEXT_FIELDS] + [(body["risk_assessment"], "text")]
         return _filled(body, targets, limit=limit, max_each=MAX_TEXT)
 
+    def risk_text(body: dict) -> dict:
+        # Every sentence different and full of risk words: the worst case for
+        # the risk scan (notes.risk_language caps what it classifies).
+        body = text(body)
+        targets = [(body, name) for name in TEXT_FIELDS] + [(body["risk_assessment"], "text")]
+        counter = iter(range(10**9))
+        for obj, key in targets:
+            size, parts = len(obj[key]), []
+            while sum(map(len, parts)) < size:
+                parts.append(f"Reports thoughts of killing himself, plan {next(counter)}. ")
+            obj[key] = "".join(parts)[:size]
+        return body
+
     return {
         f"{extras} extra fields filling the body": lambda n: extra_fields(individual(n, "extra")),
         "text fields filling the body": lambda n: text(individual(n, "text")),
+        "text fields of distinct risk sentences filling the body": lambda n: risk_text(individual(n, "risk")),
         f"group of {MAX_PARTICIPANTS}, text filling the stored limit": lambda n: text(group(n, "group-text")),
         f"group of {MAX_PARTICIPANTS}, {extras} extra fields filling the stored limit": lambda n: extra_fields(
             group(n, "group-extra")

@@ -118,3 +118,17 @@ def test_a_denial_only_draft_posted_by_the_scribe_is_not_high_risk():
     assert response.json()["high_risk"] is False
     note = Note.objects.get(pk=response.json()["note_id"])
     assert note.high_risk is False and not note.flags.filter(kind="risk").exists()
+
+
+def test_beyond_the_scan_cap_risk_sentences_count_as_current_risk_not_as_nothing(monkeypatch):
+    # A draft with more distinct risk sentences than one scan classifies: the
+    # rest are taken as current risk (flagged for the clinician), never dropped.
+    import notes.risk_language as risk_language
+
+    monkeypatch.setattr(risk_language, "RISK_SCAN_MAX_SENTENCES", 2)
+    text = " ".join(f"Denies suicidal ideation on day {i}." for i in range(5))
+    mentions = risk_scan(text)
+    assert [m.label for m in mentions].count(Label.DENIED) == 2
+    unclassified = [m for m in mentions if m.concept == "UNCLASSIFIED"]
+    assert len(unclassified) == 3 and all(m.label == Label.ASSERTED for m in unclassified)
+    assert all("suicid" in m.text.lower() for m in unclassified)
