@@ -83,6 +83,17 @@ def ai_source_key_create(*, ai_source: AISource, actor=None) -> tuple[AISourceKe
     return key, plain
 
 
+def _key_lock(key: AISourceKey) -> AISourceKey:
+    # The key row only (of=self), FOR NO KEY UPDATE: the join's practice row
+    # stays unlocked, since every audit insert refers to it while holding the
+    # chain head (the deadlock notes.services' lock order rules out).
+    return (
+        AISourceKey.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("ai_source__practice")
+        .get(pk=key.pk)
+    )
+
+
 @transaction.atomic
 def ai_source_key_rotate(
     *, key: AISourceKey, actor=None, overlap: timedelta | None = None, now: datetime | None = None
@@ -94,7 +105,7 @@ def ai_source_key_rotate(
     """
     now = now or timezone.now()
     overlap = settings.INTAKE_KEY_ROTATION_OVERLAP if overlap is None else overlap
-    key = AISourceKey.objects.select_for_update().select_related("ai_source__practice").get(pk=key.pk)
+    key = _key_lock(key)
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         raise DomainError("This key is revoked or expired; create a new key instead of rotating it.", field="key")
     new_key, plain = _new_key(key.ai_source)
@@ -116,7 +127,7 @@ def ai_source_key_rotate(
 @transaction.atomic
 def ai_source_key_revoke(*, key: AISourceKey, actor=None) -> AISourceKey:
     """Refuse the key from now on. Idempotent: revoking twice keeps the first time."""
-    key = AISourceKey.objects.select_for_update().select_related("ai_source__practice").get(pk=key.pk)
+    key = _key_lock(key)
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
