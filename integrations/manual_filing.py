@@ -36,7 +36,7 @@ from integrations.transports.base import Outcome
 from notes.errors import NotPermitted
 from notes.models import Note
 from notes.roles import Role, membership_of
-from psyfi_review.db_retry import retry_once_on_conflict
+from psyfi_review.db_retry import retry_on_conflict
 
 S = Delivery.State
 TO_FILE = DeliveryAttempt.Outcome.TO_FILE
@@ -49,7 +49,7 @@ def filing_outcome(connection: EHRConnection) -> Outcome:
     return Outcome(TO_FILE, reason=f"Nothing sent: {connection.name} is filed by hand; waiting for a person.")
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def manual_filing_open(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome):
     """sending -> awaiting_filing for the claimant only (the row moves once),

@@ -21,7 +21,7 @@ from notes.mapping import FIELD_LABELS, _as_text
 from notes.models import Flag, InterventionProposal, Note, NoteSection, TemplateSection
 from notes.roles import membership_of
 from notes.vocabulary import icd10_check
-from psyfi_review.db_retry import retry_once_on_conflict
+from psyfi_review.db_retry import retry_on_conflict
 
 # The most active time one heartbeat can add. The page sends one every 15 s
 # while it is visible and the clinician has interacted recently; a larger
@@ -45,7 +45,7 @@ def _append_block(text: str, block: str) -> str:
     return f"{text.rstrip()}\n\n{block}" if text.strip() else block
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def flag_place_content(*, flag: Flag, section_key: str, actor) -> NoteSection:
     """Put AI content the template had no place for into a free-text section
@@ -66,7 +66,7 @@ def flag_place_content(*, flag: Flag, section_key: str, actor) -> NoteSection:
     return section
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def flag_fix_code(*, flag: Flag, code: str, actor) -> NoteSection:
     """Replace an invalid diagnosis code with a billable ICD-10-CM code: the
@@ -93,7 +93,7 @@ def flag_fix_code(*, flag: Flag, code: str, actor) -> NoteSection:
     return section
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def flag_choose_intervention(*, flag: Flag, term: str, actor) -> NoteSection:
     """Put the vocabulary term the clinician chose for an intervention written
@@ -117,7 +117,7 @@ def flag_choose_intervention(*, flag: Flag, term: str, actor) -> NoteSection:
     return section
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def flag_keep_intervention_as_written(*, flag: Flag, actor) -> InterventionProposal:
     """Keep an intervention the vocabulary does not list ("EMDR-lite") as the
@@ -167,7 +167,7 @@ def flag_keep_intervention_as_written(*, flag: Flag, actor) -> InterventionPropo
     return proposal
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def flag_acknowledge_risk(*, flag: Flag, comment: str = "", actor) -> Flag:
     """The clinician confirms they reviewed the risk item and safety plan."""
@@ -177,7 +177,7 @@ def flag_acknowledge_risk(*, flag: Flag, comment: str = "", actor) -> Flag:
     return services.flag_resolve(flag=flag, resolution=resolution, actor=actor)
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def flag_dismiss(*, flag: Flag, reason: str, actor) -> Flag:
     """Resolve a flag with a reason (e.g. drop an unplaced item or an unknown

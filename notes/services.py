@@ -10,7 +10,7 @@ id order when there are several), then the client's consent row, then section
 and flag rows, and the practice's audit chain head last (audit_record is a
 transaction's last write, or followed only by rows nobody else locks). A
 transaction PostgreSQL still aborts for a deadlock or serialization failure
-runs once more (psyfi_review.db_retry).
+runs again after a jittered pause (psyfi_review.db_retry).
 """
 
 import functools
@@ -56,7 +56,7 @@ from notes.models import (
 from notes.risk_services import note_section_risk_rescan
 from notes.roles import Role, membership_of
 from notes.vocabulary import InterventionVocabulary
-from psyfi_review.db_retry import retry_once_on_conflict
+from psyfi_review.db_retry import retry_on_conflict
 
 S = Note.State
 
@@ -277,7 +277,7 @@ def _note_block_set(*, note: Note, reason: str, cause: str, actor) -> None:
     )
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def consent_record(*, client: Client, consented_on: date, disclosure_version: str, actor) -> ClientConsent:
     """Record the client's consent, and lift the consent blocks it answers:
@@ -314,7 +314,7 @@ def consent_record(*, client: Client, consented_on: date, disclosure_version: st
     return consent
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def consent_revoke(*, client: Client, actor) -> ClientConsent:
     """Revoke the client's consent and block every open AI note of theirs in
@@ -635,7 +635,7 @@ def drafts_ingest(
 # --- review transitions ----------------------------------------------------------------------------
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def note_open(*, note: Note, actor) -> Note:
     """The clinician opens a draft: it is now in review. Viewing by others is
@@ -660,7 +660,7 @@ def note_open(*, note: Note, actor) -> Note:
     return note
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def note_edit_section(
     *,
@@ -714,7 +714,7 @@ def note_edit_section(
     return section
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def flag_resolve(*, flag: Flag, resolution: str, actor) -> Flag:
     note = _lock(flag.note)
@@ -763,7 +763,7 @@ def note_content_hash(note: Note) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime | None = None) -> Note:
     """Sign the note, and in the same transaction write its Delivery row.
@@ -829,7 +829,7 @@ def _note_supersede(*, note: Note, by: Note, actor) -> None:
     )
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def note_discard(*, note: Note, reason: str, actor) -> Note:
     note = _lock(note)
@@ -854,7 +854,7 @@ def note_discard(*, note: Note, reason: str, actor) -> Note:
     return note
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def note_amend(*, note: Note, reason: str, actor) -> Note:
     """Start an amendment: a new version in review, copied from the signed one.

@@ -31,7 +31,7 @@ from integrations.services.invariants import delivery_check_deliverable
 from integrations.services.perform import _perform
 from notes.errors import NotPermitted
 from notes.models import Membership, Note
-from psyfi_review.db_retry import retry_once_on_conflict
+from psyfi_review.db_retry import retry_on_conflict
 
 logger = logging.getLogger(__name__)
 S = Delivery.State
@@ -207,7 +207,7 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
     return _record(delivery=delivery, attempt=attempt, outcome=outcome)
 
 
-@retry_once_on_conflict
+@retry_on_conflict
 @transaction.atomic
 def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -> SendResult:
     now = timezone.now()

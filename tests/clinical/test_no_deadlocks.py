@@ -1,7 +1,7 @@
 """Clinicians and the delivery worker share rows (a client's notes, the
 practice's audit chain head). Run both at once on PostgreSQL: no deadlock,
 no error, every signed note delivered once. And a transaction PostgreSQL does
-abort for a deadlock runs once more instead of failing."""
+abort for a deadlock runs again instead of failing."""
 
 import logging
 import threading
@@ -16,7 +16,7 @@ from integrations.models import Delivery
 from integrations.services import delivery_send
 from notes import services
 from notes.models import Note
-from psyfi_review.db_retry import retry_once_on_conflict
+from psyfi_review.db_retry import retry_on_conflict
 from tests.factories import client_factory, member_factory, note_factory
 from tests.integrations.support import FakeEHR, fhir_connection
 
@@ -134,9 +134,9 @@ def test_clinicians_and_the_delivery_worker_never_deadlock(world, fake_ehr, capl
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_transaction_aborted_for_a_deadlock_runs_once_more(world, caplog):
+def test_a_transaction_aborted_for_a_deadlock_runs_again(world, caplog):
     """Two transactions lock two notes in opposite orders: PostgreSQL aborts
-    one; retry_once_on_conflict runs it again, and both end well."""
+    one; retry_on_conflict runs it again, and both end well."""
     if connection.vendor != "postgresql":
         pytest.fail("This test is about PostgreSQL's deadlock detection; CI runs it on PostgreSQL.")
     caplog.set_level(logging.WARNING, logger="psyfi_review.db_retry")
@@ -145,7 +145,7 @@ def test_a_transaction_aborted_for_a_deadlock_runs_once_more(world, caplog):
     runs = {"a": 0, "b": 0}
 
     def lock_in_order(name: str, one: Note, other: Note):
-        @retry_once_on_conflict
+        @retry_on_conflict
         @transaction.atomic
         def locked():
             runs[name] += 1
@@ -168,6 +168,6 @@ def test_a_transaction_aborted_for_a_deadlock_runs_once_more(world, caplog):
     assert errors == []
     assert sorted(runs.values()) == [1, 2]  # the deadlock's victim ran again
     assert [r.getMessage() for r in caplog.records if r.name == "psyfi_review.db_retry"] == [
-        f"{'test_a_transaction_aborted_for_a_deadlock_runs_once_more.<locals>.lock_in_order.<locals>.locked'}"
-        ": transaction aborted (SQLSTATE 40P01), retrying once"
+        f"{'test_a_transaction_aborted_for_a_deadlock_runs_again.<locals>.lock_in_order.<locals>.locked'}"
+        ": transaction aborted (SQLSTATE 40P01), running it again"
     ]
