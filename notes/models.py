@@ -41,6 +41,13 @@ class Membership(models.Model):
     practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices)
     credentials = models.CharField(max_length=40, blank=True, help_text="e.g. PsyD, LCSW")
+    licence_type = models.CharField(max_length=60, blank=True, help_text="e.g. LCSW (NY), Associate MFT")
+    # A pre-licensed clinician's signed notes wait for their supervisor's
+    # co-signature before delivery (the supervisor is a clinician of the practice).
+    pre_licensed = models.BooleanField(default=False)
+    supervisor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="supervisees"
+    )
     ehr_practitioner_id = models.CharField(max_length=64, blank=True)
     is_active = models.BooleanField(default=True)
     # Single-character shortcuts (j, k, e, f, u, ?) on the review pages. A
