@@ -165,6 +165,7 @@ def main() -> None:
     # so a slower or busier moment of the machine falls on both alike.
     size = -(-len(deliveries) // args.rounds)
     pipeline_seconds = bare_seconds = 0.0
+    reads_before = _patient_reads(ehr)
     try:
         with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
             for r in range(args.rounds):
@@ -180,6 +181,9 @@ def main() -> None:
                     pipeline_seconds += drain(ids, started)
     finally:
         worker.stop()
+    # The pipeline's Patient reads (one per delivery, invariant 5) are
+    # simulated EHR time too; the bare loop makes none.
+    pipeline_reads = _patient_reads(ehr) - reads_before
     # Scale out: N worker processes on the one broker, each its own batch.
     scale_rates = []
     for count, batch in zip(scale_counts, scale_batches, strict=True):
@@ -218,11 +222,20 @@ def main() -> None:
         )
     if scale_rates:
         print(f"scale-out: every one of {sum(len(b) for b in scale_batches)} notes delivered once, no duplicate")
-    # Each delivery's wall time (C at once) beyond the bare post's, which
-    # carries the endpoint's simulated latency.
+    # Each delivery's wall time (C at once) beyond the endpoint's simulated
+    # latency: the bare post's time carries the write's, and the pipeline's
+    # Patient reads carry --read-latency-ms each.
+    reads_per_delivery = pipeline_reads / len(deliveries)
     extra = (pipeline_seconds - bare_seconds) / len(deliveries) * args.concurrency * 1000
+    extra -= reads_per_delivery * args.read_latency_ms
+    print(f"patient reads per delivery: {reads_per_delivery:.2f} ({args.read_latency_ms} ms each)")
     print(f"extra time per delivery: {extra:.0f} ms")
     print(f"ratio (pipeline / bare): {ours / bare:.2f}")
+
+
+def _patient_reads(ehr) -> int:
+    with ehr.lock:
+        return sum(1 for method, path, _ in ehr.requests if method == "GET" and path.startswith("/fhir/Patient/"))
 
 
 if __name__ == "__main__":

@@ -158,17 +158,8 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
     """Claim the row (pending/retrying/unknown -> sending, one row or stop),
     send, and record the attempt. Never raises for an EHR's answer."""
     now = now or timezone.now()
-    claimed = (
-        Delivery.objects.filter(pk=delivery_id, state__in=[S.PENDING, S.RETRYING, S.UNKNOWN])
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(
-            state=S.SENDING,
-            attempts=F("attempts") + 1,
-            first_attempt_at=Coalesce(F("first_attempt_at"), Value(now)),
-            updated_at=now,
-        )
-    )
-    if claimed != 1:
+    claim = _claim(delivery_id=delivery_id, now=now)
+    if claim is None:
         row = Delivery.objects.filter(pk=delivery_id).values("state", "next_attempt_at").first()
         if row is None:
             return SendResult("missing")
@@ -180,18 +171,11 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
     # Two narrow reads rather than one nine-table join: PostgreSQL planned
     # that join for longer than it ran. The draft's payload (the scribe's
     # whole JSON) is not needed to deliver.
-    delivery = Delivery.objects.select_related("connection", "mapping", "practice").get(pk=delivery_id)
+    delivery, attempt = claim
     delivery.note = (
         Note.objects.select_related("client", "draft__ai_source", "signed_by__membership", "template_version__template")
         .defer("draft__payload")
         .get(pk=delivery.note_id)
-    )
-    # The ledger row is committed before any byte leaves and completed with the
-    # answer: a worker killed after the EHR committed, or a recording
-    # transaction aborted, still leaves the row that says a request may have
-    # reached the EHR (the sweeper marks it unknown and reconciliation follows).
-    attempt = DeliveryAttempt.objects.create(
-        delivery=delivery, number=delivery.attempts, started_at=now, outcome=DeliveryAttempt.Outcome.SENDING
     )
     try:
         outcome = _perform(delivery)
@@ -205,6 +189,33 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
 
         return manual_filing_open(delivery=delivery, attempt=attempt, outcome=outcome)
     return _record(delivery=delivery, attempt=attempt, outcome=outcome)
+
+
+@transaction.atomic
+def _claim(*, delivery_id: int, now: datetime) -> tuple[Delivery, DeliveryAttempt] | None:
+    """The claim (one row or none) and its ledger row, committed together
+    before any byte leaves; the ledger row is completed with the answer. A
+    worker killed after the EHR committed, or a recording transaction
+    aborted, still leaves the row that says a request may have reached the
+    EHR (the sweeper marks it unknown and reconciliation follows). One
+    commit, not two: a commit waits for the disk."""
+    claimed = (
+        Delivery.objects.filter(pk=delivery_id, state__in=[S.PENDING, S.RETRYING, S.UNKNOWN])
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(
+            state=S.SENDING,
+            attempts=F("attempts") + 1,
+            first_attempt_at=Coalesce(F("first_attempt_at"), Value(now)),
+            updated_at=now,
+        )
+    )
+    if claimed != 1:
+        return None
+    delivery = Delivery.objects.select_related("connection", "mapping", "practice").get(pk=delivery_id)
+    attempt = DeliveryAttempt.objects.create(
+        delivery=delivery, number=delivery.attempts, started_at=now, outcome=DeliveryAttempt.Outcome.SENDING
+    )
+    return delivery, attempt
 
 
 @retry_on_conflict
@@ -263,7 +274,7 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
     attempt.detail = (attempt.detail + " " if attempt.detail else "") + outcome.reason[:2000]
     if not changed:
         attempt.detail += " (row was taken over by the sweeper)"
-    attempt.save()
+    attempt.save(update_fields=["finished_at", "outcome", "http_status", "ehr_id", "detail"])
     if not changed:
         return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
     for name, value in fields.items():
