@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from rest_framework import serializers
+from rest_framework import serializers, validators
 
 from notes.intake_limits import payload_limits_check
 from notes.mapping import RISK_LEVELS
@@ -84,7 +84,18 @@ def flatten_errors(detail, prefix: str = "") -> dict[str, list[str]]:
 
 
 class StrictCharField(serializers.CharField):
-    """A string, and only a string (DRF's CharField would take 7 as "7")."""
+    """A string, and only a string (DRF's CharField would take 7 as "7").
+
+    Without DRF's ProhibitSurrogateCharactersValidator: intake_validate has
+    already refused a lone surrogate anywhere in the body (one regex search
+    per string, notes.intake_limits), and DRF's check is a Python loop over
+    every character, a tenth of a second for a body of text."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators = [
+            v for v in self.validators if not isinstance(v, validators.ProhibitSurrogateCharactersValidator)
+        ]
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
