@@ -197,19 +197,28 @@ def _risk_scan_many(texts: list[str]) -> list[list[RiskMention]]:
     risk_scan_shared for a whole group). Lines and sentences are scanned
     separately: a scribe's line break ends a statement even without a full
     stop, and ConText's scope never crosses a sentence."""
-    owners, sentences = [], []
-    for i, text in enumerate(texts):
-        for line in (text or "").splitlines():
-            for sentence in _SENTENCE_END.split(line.strip()):
-                if sentence and _candidate(sentence):
-                    owners.append(i)
-                    sentences.append(sentence)
-    found: list[list[RiskMention]] = [[] for _ in texts]
-    if not sentences:
-        return found
     memo = _LINE_MEMO.get()
     if memo is None:
         memo = {}
+    owners, sentences = [], []
+    for i, text in enumerate(texts):
+        # Under risk_scan_shared a group's session-wide text comes once per
+        # member: its candidate sentences are found once (key: a tuple, so it
+        # never meets a sentence key).
+        key = ("candidates", text or "")
+        candidates = memo.get(key)
+        if candidates is None:
+            candidates = memo[key] = tuple(
+                sentence
+                for line in (text or "").splitlines()
+                for sentence in _SENTENCE_END.split(line.strip())
+                if sentence and _candidate(sentence)
+            )
+        owners.extend([i] * len(candidates))
+        sentences.extend(candidates)
+    found: list[list[RiskMention]] = [[] for _ in texts]
+    if not sentences:
+        return found
     todo = list(dict.fromkeys(sentence for sentence in sentences if sentence not in memo))
     # Beyond the cap a sentence with a risk word is not classified but taken
     # as current risk: the note is marked and flagged for the clinician, and
@@ -232,7 +241,7 @@ def _risk_scan_many(texts: list[str]) -> list[list[RiskMention]]:
 
 # The sentences already scanned in the current risk_scan_shared() block, and what
 # they hold; None outside one.
-_LINE_MEMO: ContextVar[dict[str, tuple[RiskMention, ...]] | None] = ContextVar("risk_line_memo", default=None)
+_LINE_MEMO: ContextVar[dict | None] = ContextVar("risk_line_memo", default=None)
 
 
 @contextmanager

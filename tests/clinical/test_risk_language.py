@@ -132,3 +132,22 @@ def test_beyond_the_scan_cap_risk_sentences_count_as_current_risk_not_as_nothing
     unclassified = [m for m in mentions if m.concept == "UNCLASSIFIED"]
     assert len(unclassified) == 3 and all(m.label == Label.ASSERTED for m in unclassified)
     assert all("suicid" in m.text.lower() for m in unclassified)
+
+
+def test_a_group_shares_one_scan_of_its_session_wide_text_and_each_member_keeps_their_findings(monkeypatch):
+    # Under risk_scan_shared (a group's 30 notes) the shared text's sentences
+    # are looked for once, and each member still gets the findings of the
+    # shared text and of their own lines.
+    import notes.risk_language as risk_language
+
+    calls = []
+    real = risk_language._candidate
+    monkeypatch.setattr(risk_language, "_candidate", lambda sentence: calls.append(sentence) or real(sentence))
+    shared = "Group discussed coping skills. Member reports thoughts of killing himself this week."
+    own = ["Sleeping better.", "Denies suicidal ideation."]
+    with risk_language.risk_scan_shared():
+        per_member = [risk_language._risk_scan_many([shared, mine]) for mine in own]
+    assert calls.count("Member reports thoughts of killing himself this week.") == 1
+    for shared_mentions, _ in per_member:
+        assert [m.label for m in shared_mentions] == [Label.ASSERTED]
+    assert per_member[0][1] == [] and [m.label for m in per_member[1][1]] == [Label.DENIED]
