@@ -1,8 +1,11 @@
 """Operator views in the Django admin. Sandbox faults are set here (or by
 tests); credentials are never shown."""
 
+from django import forms
 from django.contrib import admin
 
+from integrations.egress import egress_check_url
+from integrations.errors import EgressRefused
 from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection, FieldMapping, SandboxFaults
 
 
@@ -19,8 +22,33 @@ class SandboxFaultsAdmin(admin.ModelAdmin):
     ]
 
 
+class EHRConnectionAdminForm(forms.ModelForm):
+    """The operator's edit of a connection's addresses meets the egress
+    policy at save, as the practice admin's form does (every connect checks
+    again; this only says so before a delivery fails)."""
+
+    URL_FIELDS = ("base_url", "patient_query_url", "token_url")
+
+    class Meta:
+        model = EHRConnection
+        exclude = ["credentials_encrypted"]
+
+    def clean(self):
+        cleaned = super().clean()
+        for field in self.URL_FIELDS:
+            url = cleaned.get(field)
+            if not url:
+                continue
+            try:
+                egress_check_url(url, field=field)
+            except EgressRefused as exc:
+                self.add_error(field, exc.message)
+        return cleaned
+
+
 @admin.register(EHRConnection)
 class EHRConnectionAdmin(admin.ModelAdmin):
+    form = EHRConnectionAdminForm
     list_display = ["name", "practice", "kind", "is_sandbox", "is_active", "revoked_at"]
     exclude = ["credentials_encrypted"]
     readonly_fields = ["supports_conditional_create", "supports_provenance", "metadata_checked_at", "metadata_summary"]

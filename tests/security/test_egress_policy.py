@@ -654,3 +654,30 @@ def test_test_connection_through_the_page_shows_the_plain_phrasing(world, login_
     page = response.content.decode()
     assert "refused by the egress policy" in page
     assert "EgressRefused" not in page and "ConnectionError" not in page
+
+
+@pytest.mark.django_db
+def test_an_operator_edit_in_django_admin_meets_the_policy_at_save(world):
+    # The Django admin's connection form refuses a refused address with a
+    # field error, as the practice admin's form does; a public one is kept.
+    from integrations.admin import EHRConnectionAdminForm
+
+    connection = fhir_connection(world.practice, "http://127.0.0.1:9/fhir")
+    fields = {
+        f: getattr(connection, f)
+        for f in EHRConnectionAdminForm.base_fields
+        if not isinstance(getattr(connection, f, None), (EHRConnection, type(None)))
+    }
+    fields["practice"] = world.practice.pk
+    with override_settings(EHR_EGRESS_ALLOW=[]):
+        form = EHRConnectionAdminForm(
+            data={**fields, "base_url": "http://169.254.169.254/fhir", "token_url": "http://10.0.0.5/token"},
+            instance=connection,
+        )
+        assert not form.is_valid()
+        assert "link-local" in form.errors["base_url"][0]
+        assert "private" in form.errors["token_url"][0]
+        form = EHRConnectionAdminForm(data={**fields, "base_url": "https://93.184.215.14/fhir"}, instance=connection)
+        assert form.is_valid(), form.errors
+    connection.refresh_from_db()
+    assert connection.base_url == "http://127.0.0.1:9/fhir"
