@@ -26,7 +26,10 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", ""):
-            record.request_id = current_request.get().request_id
+            # Django logs a response's 4xx/5xx after the middleware has
+            # returned (and the context is reset), with the request attached.
+            request = getattr(record, "request", None)
+            record.request_id = getattr(request, "request_id", "") or current_request.get().request_id
         return True
 
 
@@ -37,7 +40,7 @@ class JsonFormatter(_LibraryJsonFormatter):
         super().__init__(["levelname", "name", "message", "request_id"], **kwargs)
 
     def process_log_record(self, log_data: dict) -> dict:
-        log_data.setdefault("request_id", "")
+        log_data["request_id"] = log_data.get("request_id") or ""
         return {key: log_data[key] for key in LOG_FIELDS if key in log_data}
 
 
