@@ -123,7 +123,12 @@ def test_signing_twenty_notes_while_the_worker_delivers_never_locks_the_demo(tmp
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
         login = session.post(
             f"{base}/login/",
-            data={"csrfmiddlewaretoken": csrf, "username": "dr.rivera", "password": DEMO_PASSWORD, "otp_token": codes[0]},
+            data={
+                "csrfmiddlewaretoken": csrf,
+                "username": "dr.rivera",
+                "password": DEMO_PASSWORD,
+                "otp_token": codes[0],
+            },
             timeout=30,
         )
         assert login.url.endswith("/queue/"), login.text[:300]
