@@ -36,15 +36,19 @@ def dockerfile_lines() -> list[str]:
 
 def test_compose_runs_exactly_the_services_the_docs_name():
     services = compose()["services"]
-    assert set(services) == set(documented_services()) == {
-        "db",
-        "redis",
-        "migrate",
-        "web",
-        "worker",
-        "beat",
-        "proxy",
-    }
+    assert (
+        set(services)
+        == set(documented_services())
+        == {
+            "db",
+            "redis",
+            "migrate",
+            "web",
+            "worker",
+            "beat",
+            "proxy",
+        }
+    )
 
 
 def test_each_app_service_runs_the_documented_command():
