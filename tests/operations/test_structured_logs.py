@@ -98,3 +98,53 @@ def test_extras_a_record_carries_never_reach_the_line(json_log):
     (record,) = [r for r in json_log() if r["logger"] == "psyfi.test"]
     assert set(record) == {"timestamp", "level", "logger", "message", "request_id"}
     assert "Avery" not in json.dumps(record)
+
+
+@pytest.mark.worker
+def test_a_production_worker_logs_json_lines(tmp_path):
+    """The worker sets up its own handlers (psyfi_review/celery.py puts the
+    JSON formatter on them when LOG_FORMAT is json)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from cryptography.fernet import Fernet
+
+    root = settings.BASE_DIR
+    db = connection.settings_dict
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PSYFI_", "DATABASE_", "REDIS_"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "psyfi_review.settings_production",
+            "SECRET_KEY": "worker-json-" + "k" * 50,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            "REDIS_URL": settings.REDIS_URL,
+            "ALLOWED_HOSTS": "example.org",
+            "PSYFI_CREDENTIALS_KEYS": Fernet.generate_key().decode(),
+            "PSYFI_IDENTIFIER_SYSTEM": "https://example.org/note-id",
+            "PSYFI_VAR_DIR": str(tmp_path),
+        }
+    )
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [str(root / ".venv/bin/celery"), "-A", "psyfi_review", "worker", "--pool=solo", "--loglevel=INFO"],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and worker.poll() is None and " ready." not in log_path.read_text():
+            time.sleep(0.5)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=60)
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    ready = [r for r in records if r["message"].endswith(" ready.")]
+    assert ready, log_path.read_text()[-3000:]
+    assert set(ready[0]) == {"timestamp", "level", "logger", "message", "request_id"}
