@@ -57,7 +57,13 @@ def tidy_database_connections(task=None, **kwargs) -> None:
 def filter_database_errors(logger=None, **kwargs) -> None:
     """A worker logs through the handlers Celery sets up, not settings.LOGGING's:
     they keep clinical text out of database errors too (psyfi_review/log_filters.py)."""
+    from django.conf import settings
+
     from psyfi_review.log_filters import handlers_filter_database_errors
 
     if logger is not None:
         handlers_filter_database_errors(logger)
+        if getattr(settings, "LOG_FORMAT", "text") == "json":
+            from operations.logs import handlers_format_json
+
+            handlers_format_json(logger)

@@ -50,6 +50,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz, /readyz and /metrics answer before host checks and the
+    # https redirect (operations/middleware.py says why).
+    "operations.middleware.OperationsEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -91,6 +94,20 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'p
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded database lives here
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The demo's web server and worker write the same file. SQLite's default
+    # (rollback journal, deferred transactions, no wait) gave "database is
+    # locked" error pages while the worker delivered: WAL lets readers run
+    # beside the writer, IMMEDIATE takes the write lock when a transaction
+    # begins (a deferred one that later upgrades fails at once instead of
+    # waiting), and the timeout waits that long for the lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
 DATABASES["default"].setdefault("TEST", {})
 if env.str("PSYFI_TEST_DB", default=""):
     # Lets several test runs share one PostgreSQL server without colliding.
@@ -165,7 +182,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# The image collects static files outside var/ (Dockerfile), which may be a volume.
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -347,14 +365,33 @@ CELERY_BEAT_SCHEDULE = {
     "notes-api-key-refusals-flush": {"task": "notes.api_key_refusals_flush", "schedule": timedelta(minutes=1)},
 }
 
+# Operations (operations/, docs/deployment.md "Health and metrics").
+# /metrics answers only a scrape with this bearer token; empty keeps it off.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+# "json": one JSON object per log line with the request id (operations/logs.py);
+# settings_production's default. "text" for the demo's terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be text or json.")
+
 # Every handler carries the database-error filter: a PostgreSQL error quotes
 # the values it refused (psyfi_review/log_filters.py). A handler added here
 # must list it too.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"database_errors": {"()": "psyfi_review.log_filters.DatabaseErrorFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["database_errors"]}},
+    "filters": {
+        "database_errors": {"()": "psyfi_review.log_filters.DatabaseErrorFilter"},
+        "request_id": {"()": "operations.logs.RequestIdFilter"},
+    },
+    "formatters": {"json": {"()": "operations.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["database_errors", "request_id"],
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
     "loggers": {
         # Django's default handlers for its loggers (console when DEBUG,

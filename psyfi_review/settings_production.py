@@ -5,6 +5,10 @@ a missing SECRET_KEY, DATABASE_URL, PSYFI_CREDENTIALS_KEYS or
 PSYFI_IDENTIFIER_SYSTEM stops start-up with its name.
 """
 
+import copy
+
+from django.core.exceptions import ImproperlyConfigured
+
 from integrations.egress import egress_allow_setting
 from psyfi_review.env_checks import absolute_uri, fernet_keys
 from psyfi_review.settings import *  # noqa: F403
@@ -41,3 +45,13 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# Structured logs: one JSON object per line with the request id, through the
+# same database-error filter (operations/logs.py; LOG_FORMAT=text to read them
+# in a terminal). The worker's handlers follow (psyfi_review/celery.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be text or json.")
+LOGGING = copy.deepcopy(LOGGING)  # noqa: F405
+if LOG_FORMAT == "json":
+    LOGGING["handlers"]["console"]["formatter"] = "json"
