@@ -31,7 +31,24 @@ class EHRConnectionAdminForm(forms.ModelForm):
 
     class Meta:
         model = EHRConnection
-        exclude = ["credentials_encrypted"]
+        # Credentials are never shown or edited here.
+        fields = [
+            "practice",
+            "name",
+            "kind",
+            "is_sandbox",
+            "base_url",
+            "patient_query_url",
+            "hl7_patient_check",
+            "hl7_assigning_authority",
+            "auth",
+            "client_id",
+            "token_url",
+            "scope",
+            "username",
+            "is_active",
+            "revoked_at",
+        ]
 
     def clean(self):
         cleaned = super().clean()
