@@ -50,6 +50,8 @@ DOCUMENTREFERENCE_PATHS = (
     "DocumentReference.author",
     "DocumentReference.authenticator",
     "DocumentReference.relatesTo",
+    "DocumentReference.relatesTo.code",
+    "DocumentReference.relatesTo.target",
     "DocumentReference.content",
     "DocumentReference.content.attachment",
     "DocumentReference.context",
