@@ -8,13 +8,15 @@ from datetime import timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from django.core import mail
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
 from integrations.models import Alert, AlertNotification
 from integrations.services import alert_raise, alert_rules_save
-from integrations.services.alert_notify import alert_notification_send
-from tests.integrations.support import free_port
+from integrations.services.alert_notify import alert_notification_send, alert_notifications_sweep
+from tests.factories import world_factory
+from tests.integrations.support import free_port, wait_until
 
 REASON = "Patient mismatch for Jane Q. Client (DOB 1980-02-03) at the EHR"
 
@@ -122,3 +124,21 @@ def test_a_mail_server_that_is_down_is_retried_later(world, admin_email, smtp_se
         later = alert_notification_send(notification_id=row.pk, now=timezone.now() + timedelta(hours=2))
     assert later.state == AlertNotification.State.SENT
     assert len(inbox.messages) == 1
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_sends_a_new_alert_to_the_smtp_server_after_commit(smtp_server, worker_factory):
+    """End to end: raised in a transaction, enqueued on commit, sent by a
+    Celery worker process through Django's SMTP backend."""
+    inbox, port = smtp_server
+    world = world_factory()
+    world.admin.email = "office@riverbend.example"
+    world.admin.save(update_fields=["email"])
+    worker_factory(EMAIL_URL=f"smtp://127.0.0.1:{port}")
+    with transaction.atomic():
+        alert = alert_raise(practice=world.practice, kind=Alert.Kind.DEAD_LETTER, reason=REASON)
+    sent = lambda: _email_row(alert).state == AlertNotification.State.SENT  # noqa: E731
+    assert wait_until(sent, timeout=120, on_tick=alert_notifications_sweep)
+    assert len(inbox.messages) == 1
+    assert "Delivery failed" in inbox.messages[0][2] and "Jane" not in inbox.messages[0][2]
