@@ -27,12 +27,12 @@ from django.utils import timezone
 
 from audit.services import actor_person, actor_system, audit_record
 from integrations import auth
-from integrations.errors import ConnectionInvalid
+from integrations.errors import ConnectionInvalid, RedirectRefused
 from integrations.models import Alert, EHRConnection, FieldMapping
 from integrations.services.alerts import alert_raise
 from integrations.services.connections import connection_record_metadata
 from integrations.transports import fhir as fhir_transport
-from integrations.transports.base import connection_problem, http_session, url_check
+from integrations.transports.base import connection_problem, http_session, redirect_reason, url_check
 
 # The elements integrations.builders.fhir.documentreference_build writes
 # (context.related, relatesTo and contained only for some notes, but a
@@ -196,8 +196,15 @@ def _fhir_target(connection: EHRConnection) -> fhir_transport.FhirTarget:
 
 def _read_json(target: fhir_transport.FhirTarget, path: str, **params) -> dict:
     response = fhir_transport._request(target, "GET", path, params=params or None)
+    _refuse_redirect(response)
     response.raise_for_status()
     return response.json()
+
+
+def _refuse_redirect(response: requests.Response) -> None:
+    reason = redirect_reason(response)
+    if reason is not None:
+        raise RedirectRefused(reason, http_status=response.status_code)
 
 
 def _structure_definition(target, profile: str) -> dict:
@@ -259,6 +266,7 @@ def _rest_check(connection: EHRConnection, report: DriftReport) -> None:
         response = http_session().get(
             schema_url, headers=headers, timeout=settings.PSYFI_DELIVERY_TIMEOUT, allow_redirects=False
         )
+        _refuse_redirect(response)
         response.raise_for_status()
         schema = response.json()
         report.checked.append(f"JSON Schema {schema_url} ({mapping.template} v{mapping.version})")
@@ -280,11 +288,15 @@ def schema_drift_check(*, connection: EHRConnection, actor=None) -> DriftReport:
             _rest_check(connection, report)
         else:
             report.error = "Only FHIR and REST connections declare a schema."
-    except ConnectionInvalid as exc:
-        report.error = exc.message
-    except (requests.RequestException, ValueError) as exc:
-        # Plain answers only (connections.connection_problem): the error goes in the audit log.
-        report.error = f"Could not read what the EHR declares: {connection_problem(exc)}"
+    except (ConnectionInvalid, requests.RequestException, ValueError) as exc:
+        # Plain answers only (connection_problem, or our own words): the error goes in the audit log.
+        if isinstance(exc, requests.exceptions.JSONDecodeError):
+            problem = "the answer is not JSON"
+        elif isinstance(exc, ValueError) and not isinstance(exc, requests.RequestException):
+            problem = str(exc)
+        else:
+            problem = connection_problem(exc)
+        report.error = f"Could not read what the EHR declares: {problem}"
     with transaction.atomic():
         if not report.error:
             connection.schema_checked_at = timezone.now()
