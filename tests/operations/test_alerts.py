@@ -114,3 +114,26 @@ def test_a_broken_audit_chain_raises_an_alert(world):
     raised = audit_chain_check(practice_id=world.practice.pk)
     assert [a.kind for a in raised] == [Alert.Kind.AUDIT_CHAIN]
     assert "event 1" in raised[0].reason
+
+
+def test_the_practices_threshold_decides_when_an_unreachable_ehr_raises_an_alert(world):
+    from integrations.models import Delivery
+    from integrations.services import alert_rules_save, delivery_send
+    from tests.factories import client_factory, note_factory, note_sign_now
+    from tests.integrations.support import fhir_connection, free_port
+
+    fhir_connection(world.practice, f"http://127.0.0.1:{free_port()}/fhir")  # nothing listens there
+
+    def attempt_once():
+        client = client_factory(world.practice, world.clinician)
+        note = note_sign_now(
+            note_factory(practice=world.practice, clinician=world.clinician, client=client), world.clinician
+        )
+        return delivery_send(delivery_id=Delivery.objects.get(note=note).pk)
+
+    assert attempt_once().state == Delivery.State.RETRYING
+    assert not Alert.objects.filter(kind=Alert.Kind.UNREACHABLE).exists()  # server default: 3 attempts
+    alert_rules_save(practice=world.practice, actor=world.admin, unreachable_after_attempts=1)
+    attempt_once()
+    alert = Alert.objects.get(kind=Alert.Kind.UNREACHABLE)
+    assert alert.dedup_key == f"connection:{alert.connection_id}"
