@@ -19,6 +19,7 @@ class SandboxFaultsAdmin(admin.ModelAdmin):
         "delay_ms",
         "drop_after_commit_rate",
         "rename_birth_date",
+        "renamed_field",
     ]
 
 
@@ -68,7 +69,14 @@ class EHRConnectionAdmin(admin.ModelAdmin):
     form = EHRConnectionAdminForm
     list_display = ["name", "practice", "kind", "is_sandbox", "is_active", "revoked_at"]
     exclude = ["credentials_encrypted"]
-    readonly_fields = ["supports_conditional_create", "supports_provenance", "metadata_checked_at", "metadata_summary"]
+    readonly_fields = [
+        "supports_conditional_create",
+        "supports_provenance",
+        "metadata_checked_at",
+        "metadata_summary",
+        "schema_checked_at",
+        "schema_problems",
+    ]
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -94,7 +102,15 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "practice", "kind", "reason", "resolved_at"]
+    # Read-only: acknowledge and resolve on /integrations/alerts/, which audits who did it.
+    list_display = ["created_at", "practice", "kind", "count", "acknowledged_at", "resolved_at"]
+    list_filter = ["kind"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(FieldMapping)

@@ -50,3 +50,9 @@ class PayloadInvalid(DomainError):
     """A built payload fails validation; it never leaves."""
 
     status_code = 422
+
+
+class AlertRefused(DomainError):
+    """An acknowledge or resolve that does not fit the alert's state."""
+
+    status_code = 409

@@ -137,3 +137,56 @@ class FilingConfirmForm(forms.Form):
         label="EHR reference (optional)",
         help_text="The note's id or link in the EHR, if it shows one",
     )
+
+
+class AlertRulesForm(forms.ModelForm):
+    """The practice's alert settings; the service checks the webhook URL
+    (https, egress policy) and issues its secret."""
+
+    new_secret = forms.BooleanField(required=False, label="Issue a new webhook secret")
+
+    class Meta:
+        from integrations.models import AlertRules
+
+        model = AlertRules
+        fields = [
+            "email_enabled",
+            "webhook_url",
+            "long_retry_minutes",
+            "unreachable_after_attempts",
+            "phi_access_clients",
+            "phi_access_window_minutes",
+            "working_day_start",
+            "working_day_end",
+            "after_hours_margin_minutes",
+            "after_hours_signs",
+            "api_key_refusals",
+            "api_key_refusals_window_minutes",
+        ]
+        labels = {
+            "webhook_url": "Webhook URL (optional)",
+            "long_retry_minutes": "Alert when a delivery retries longer than (minutes; blank: server default)",
+            "unreachable_after_attempts": "Alert when the EHR has not answered for (attempts; blank: server default)",
+            "phi_access_clients": "Alert when one person views this many clients' records (0: off)",
+            "phi_access_window_minutes": "… within (minutes)",
+            "working_day_start": "Working day starts",
+            "working_day_end": "Working day ends",
+            "after_hours_margin_minutes": "Sign-offs further than this outside working hours (minutes)",
+            "after_hours_signs": "Alert after this many such sign-offs by one person in a day (0: off)",
+            "api_key_refusals": "Alert after this many refused API-key calls (0: off)",
+            "api_key_refusals_window_minutes": "… within (minutes)",
+        }
+        widgets = {
+            "working_day_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "working_day_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+        }
+
+    def clean(self):
+        data = super().clean()
+        for name in ("phi_access_window_minutes", "api_key_refusals_window_minutes"):
+            if data.get(name) == 0:
+                self.add_error(name, "A window of at least one minute.")
+        start, end = data.get("working_day_start"), data.get("working_day_end")
+        if start and end and start >= end:
+            self.add_error("working_day_end", "The working day ends after it starts.")
+        return data

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.http import Http404
 from django.utils import timezone
@@ -241,7 +241,9 @@ def manual_filing_confirm(
         ehr_id=ehr_reference,
         detail=f"Filed in the EHR by {who}" + (f" (EHR reference {ehr_reference})" if ehr_reference else ""),
     )
-    Alert.objects.filter(delivery=delivery, kind=Alert.Kind.UNFILED, resolved_at__isnull=True).update(resolved_at=now)
+    Alert.objects.filter(delivery=delivery, kind=Alert.Kind.UNFILED, resolved_at__isnull=True).update(
+        resolved_at=now, resolved_by=actor
+    )
     audit_record(
         practice=delivery.practice,
         actor=actor_person(actor),
@@ -268,26 +270,24 @@ def manual_filing_alert_overdue(*, now: datetime | None = None) -> int:
     overdue = (
         Delivery.objects.filter(state=S.AWAITING_FILING, created_at__lt=now - timedelta(hours=hours))
         .exclude(alerts__kind=Alert.Kind.UNFILED)
-        .select_related("connection", "note__clinician")
+        .select_related("connection", "note__clinician", "practice")
     )
     raised = 0
     for delivery in overdue:
         clinician = delivery.note.clinician
         waited = int((now - delivery.created_at).total_seconds() // 3600)
-        try:
-            with transaction.atomic():
-                Alert.objects.create(
-                    practice_id=delivery.practice_id,
-                    kind=Alert.Kind.UNFILED,
-                    delivery=delivery,
-                    connection=delivery.connection,
-                    reason=(
-                        f"A note signed by {clinician.get_full_name() or clinician.get_username()} "
-                        f"{delivery.created_at:%Y-%m-%d %H:%M} has waited {waited} hours to be filed in the EHR "
-                        f"(more than {hours:g}); file it and confirm on its filing page."
-                    ),
-                )
-        except IntegrityError:
+        alert = services.alert_raise(
+            practice=delivery.practice,
+            kind=Alert.Kind.UNFILED,
+            delivery=delivery,
+            connection=delivery.connection,
+            reason=(
+                f"A note signed by {clinician.get_full_name() or clinician.get_username()} "
+                f"{delivery.created_at:%Y-%m-%d %H:%M} has waited {waited} hours to be filed in the EHR "
+                f"(more than {hours:g}); file it and confirm on its filing page."
+            ),
+        )
+        if not alert.is_new:
             continue  # another sweeper raised it meanwhile
         raised += 1
     return raised

@@ -134,6 +134,14 @@ def mapping_validate(document, *, section_keys: list[str]) -> dict[str, list[str
     for name, path in paths + list(fields.items()):
         if not isinstance(path, str) or not _PATH_RE.match(path):
             err(f"rest.{name}", f"'{path}' is not a JSON path such as note.subjective.")
+    schema_url = rest.get("schema_url") if rest else None
+    if schema_url is not None and (
+        not isinstance(schema_url, str)
+        or urlsplit(schema_url).scheme not in ("https", "http")
+        or not urlsplit(schema_url).netloc
+    ):
+        # Optional: the EHR's JSON Schema of a note, read by the schema-drift check.
+        err("rest.schema_url", "An absolute https URL of the EHR's JSON Schema for a note.")
     if rest:
         for path, messages in rest_patient_errors(rest.get("patient")).items():
             errors.setdefault(path, []).extend(messages)

@@ -6,6 +6,8 @@ A Delivery row is written in the same transaction as the signature
 and sending. Rules live in integrations/services/, not here.
 """
 
+import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -74,6 +76,10 @@ class EHRConnection(models.Model):
     supports_provenance = models.BooleanField(null=True, blank=True)
     metadata_checked_at = models.DateTimeField(null=True, blank=True)
     metadata_summary = models.JSONField(default=dict, blank=True)
+    # The last schema-drift check (integrations.services.schema_drift): when,
+    # and the problems it found (empty: what the mapping needs is declared).
+    schema_checked_at = models.DateTimeField(null=True, blank=True)
+    schema_problems = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords(history_manager=CachedHistoryManager, excluded_fields=["credentials_encrypted"])
 
@@ -264,8 +270,12 @@ class DeliveryAttempt(models.Model):
 
 
 class Alert(models.Model):
-    """Something a practice admin must look at (dead letters, unreachable EHR,
-    patient mismatch). Shown on the delivery dashboard."""
+    """Something a person must look at: a delivery problem, a mapping error,
+    EHR schema drift, a broken audit chain, a QA critical error or an unusual
+    audit pattern. Raised only through integrations.services.alerts.alert_raise
+    (one open alert per (practice, kind, dedup_key); a repeat counts), shown
+    in the app (badge and list), sent by email and to the practice's webhook
+    (AlertNotification), acknowledged and resolved by a person."""
 
     class Kind(models.TextChoices):
         DEAD_LETTER = "dead_letter", "Delivery failed"
@@ -274,17 +284,39 @@ class Alert(models.Model):
         CONFIGURATION = "configuration", "Connection configuration"
         DUPLICATE = "duplicate", "Duplicate at the EHR"
         UNFILED = "unfiled", "Not filed in the EHR"
-        LONG_RETRY = "long_retry", "Delivery retrying for over an hour"
+        LONG_RETRY = "long_retry", "Delivery retrying for a long time"
+        MAPPING_ERROR = "mapping_error", "Field mapping error"
+        SCHEMA_DRIFT = "schema_drift", "EHR schema changed"
+        AUDIT_CHAIN = "audit_chain", "Audit chain verification failed"
+        QA_CRITICAL = "qa_critical", "QA critical error"
+        PHI_ACCESS_BURST = "phi_access_burst", "Many clients' records viewed in a short time"
+        AFTER_HOURS_SIGN = "after_hours_sign", "Sign-offs far outside working hours"
+        API_KEY_REFUSALS = "api_key_refusals", "Burst of refused API keys"
 
     practice = models.ForeignKey("notes.Practice", on_delete=models.PROTECT, related_name="alerts")
     kind = models.CharField(max_length=20, choices=Kind.choices)
+    # What makes two raises "the same alert" within a kind (a delivery, a
+    # connection, a user); see alert_raise.
+    dedup_key = models.CharField(max_length=200, blank=True, default="")
     delivery = models.ForeignKey(Delivery, on_delete=models.PROTECT, null=True, blank=True, related_name="alerts")
     connection = models.ForeignKey(
         EHRConnection, on_delete=models.PROTECT, null=True, blank=True, related_name="alerts"
     )
+    note = models.ForeignKey("notes.Note", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Shown in the app only (it may name a client); never emailed or posted.
     reason = models.TextField()
+    # How many times it was raised while open.
+    count = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
+    last_raised_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         constraints = [
@@ -293,10 +325,90 @@ class Alert(models.Model):
             models.UniqueConstraint(
                 fields=["delivery"], condition=Q(kind="unfiled"), name="alert_one_unfiled_per_delivery"
             ),
+            # alert_raise: one open alert per (practice, kind, key), even with
+            # two workers raising it at once; a repeat increments its count.
+            models.UniqueConstraint(
+                fields=["practice", "kind", "dedup_key"],
+                condition=Q(resolved_at__isnull=True),
+                name="alert_one_open_per_key",
+            ),
         ]
         indexes = [
-            # The dashboard: open alerts of a practice.
+            # The dashboard, the alert list and the badge: open alerts of a practice.
             models.Index(fields=["practice"], condition=Q(resolved_at__isnull=True), name="alert_open_idx"),
+        ]
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class AlertRules(models.Model):
+    """A practice's alert settings: where alerts go and the threshold of each
+    rule. A blank threshold uses the server's default (settings); 0 turns an
+    unusual-pattern rule off. Set by practice admins on the alert settings page
+    (integrations.services.alerts.alert_rules_save)."""
+
+    practice = models.OneToOneField("notes.Practice", on_delete=models.PROTECT, related_name="alert_rules")
+    email_enabled = models.BooleanField(default=True, help_text="Email the practice admins")
+    # Checked against the egress policy at save and at every connect.
+    webhook_url = models.CharField(max_length=500, blank=True)
+    # Fernet token of {"secret": ...}: the HMAC-SHA256 key of the webhook body.
+    webhook_secret_encrypted = models.TextField(blank=True)
+    # Delivery rules (blank: PSYFI_DELIVERY_LONG_RETRY_ALERT_MINUTES / PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS).
+    long_retry_minutes = models.PositiveIntegerField(null=True, blank=True)
+    unreachable_after_attempts = models.PositiveIntegerField(null=True, blank=True)
+    # One person viewing at least this many clients' records within the window.
+    phi_access_clients = models.PositiveIntegerField(default=25)
+    phi_access_window_minutes = models.PositiveIntegerField(default=60)
+    # A sign-off more than the margin before the start or after the end of the
+    # working day (practice time zone).
+    working_day_start = models.TimeField(default=datetime.time(8, 0))
+    working_day_end = models.TimeField(default=datetime.time(18, 0))
+    after_hours_margin_minutes = models.PositiveIntegerField(default=180)
+    after_hours_signs = models.PositiveIntegerField(default=1)
+    # At least this many refused API-key calls within the window.
+    api_key_refusals = models.PositiveIntegerField(default=20)
+    api_key_refusals_window_minutes = models.PositiveIntegerField(default=10)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(history_manager=CachedHistoryManager, excluded_fields=["webhook_secret_encrypted"])
+
+
+class AlertNotification(models.Model):
+    """The alert outbox: one row per alert and channel, sent by
+    alert_notification_send (Celery, retried with backoff) the way deliveries
+    are: claim by conditional update, record the result. Carries no content:
+    the message is built from the alert's kind and count at send time."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        RETRYING = "retrying", "Retrying"
+        FAILED = "failed", "Failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.PROTECT, related_name="notifications")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            # alert_notifications_sweep: rows waiting or stuck.
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(state__in=["pending", "sending", "retrying"]),
+                name="alertnotif_outstanding_idx",
+            ),
         ]
 
 
@@ -341,6 +453,9 @@ class SandboxFaults(models.Model):
     delay_ms = models.PositiveIntegerField(default=0)
     drop_after_commit_rate = models.FloatField(default=0.0)
     rename_birth_date = models.BooleanField(default=False, help_text="Patient.birthDate answered as birth_date")
+    # An EHR update: DocumentReference.date renamed to `indexed` in the
+    # declared profile (StructureDefinition), and writes without it refused.
+    renamed_field = models.BooleanField(default=False, help_text="DocumentReference.date renamed to indexed")
 
     @classmethod
     def current(cls) -> "SandboxFaults":

@@ -201,3 +201,20 @@ def delivery_rows_for_admin(
         "rows": [(d, delivery_status_view(d, tz=tz, now=now)) for d in page],
         "next_before": page[-1].pk if more else None,
     }
+
+
+def alert_list_for_user(*, user) -> dict:
+    """Open alerts (newest first) and the 50 last resolved, of the admin's practice."""
+    practice = _practice_for_admin(user)
+    alerts = Alert.objects.filter(practice=practice).select_related("acknowledged_by", "resolved_by")
+    return {
+        "practice": practice,
+        "open_alerts": list(alerts.filter(resolved_at__isnull=True).order_by("-last_raised_at", "-pk")[:200]),
+        "resolved_alerts": list(alerts.filter(resolved_at__isnull=False).order_by("-resolved_at")[:50]),
+    }
+
+
+def alert_get_for_user(*, user, alert_id: int) -> Alert:
+    """404 outside the admin's practice."""
+    practice = _practice_for_admin(user)
+    return get_object_or_404(Alert, pk=alert_id, practice=practice)

@@ -85,6 +85,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "notes.context_processors.membership",
+                "integrations.context_processors.open_alerts",
             ],
         },
     },
@@ -351,6 +352,14 @@ PSYFI_SANDBOX_BASE_URL = env.str("PSYFI_SANDBOX_BASE_URL", default="http://127.0
 EHR_EGRESS_ALLOW = egress_allow_setting(
     "EHR_EGRESS_ALLOW", env.list("EHR_EGRESS_ALLOW", default=["127.0.0.0/8", "::1/128", "localhost"])
 )
+# Alerts (integrations.services.alerts, docs/operations.md): the address of
+# this app in the link an alert email or webhook carries (never more).
+PSYFI_PUBLIC_URL = env.str("PSYFI_PUBLIC_URL", default="http://127.0.0.1:8000")
+PSYFI_ALERT_NOTIFY_MAX_ATTEMPTS = env.int("PSYFI_ALERT_NOTIFY_MAX_ATTEMPTS", default=10)
+# How often the unusual-audit-pattern rules run over the recent audit log.
+PSYFI_ALERT_RULES_MINUTES = env.float("PSYFI_ALERT_RULES_MINUTES", default=5.0)
+# How often each connection's declared schema is checked against its mapping.
+PSYFI_SCHEMA_DRIFT_HOURS = env.float("PSYFI_SCHEMA_DRIFT_HOURS", default=24.0)
 CELERY_BEAT_SCHEDULE = {
     "audit-retention-report": {"task": "audit.retention_report", "schedule": timedelta(days=1)},
     "audit-anchor-checkpoints": {
@@ -363,6 +372,21 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Counts of refused API keys after each minute's first (notes.api_keys).
     "notes-api-key-refusals-flush": {"task": "notes.api_key_refusals_flush", "schedule": timedelta(minutes=1)},
+    # Alerts: the outbox sweeper, the unusual-pattern rules, the audit chain
+    # check and the EHR schema-drift check (integrations.tasks).
+    "integrations-alert-notifications-sweep": {
+        "task": "integrations.alert_notifications_sweep",
+        "schedule": PSYFI_DELIVERY_SWEEP_SECONDS,
+    },
+    "integrations-alert-rules-evaluate": {
+        "task": "integrations.alert_rules_evaluate",
+        "schedule": timedelta(minutes=PSYFI_ALERT_RULES_MINUTES),
+    },
+    "integrations-audit-chain-check": {"task": "integrations.audit_chain_check", "schedule": timedelta(days=1)},
+    "integrations-schema-drift-check-all": {
+        "task": "integrations.schema_drift_check_all",
+        "schedule": timedelta(hours=PSYFI_SCHEMA_DRIFT_HOURS),
+    },
 }
 
 # Operations (operations/, docs/deployment.md "Health and metrics").

@@ -3,7 +3,9 @@ It validates what it receives with fhir.resources (R4B), stores it in
 SandboxResource, supports conditional create (If-None-Exist) and search by
 identifier, and injects the faults set in SandboxFaults: 503 with
 Retry-After, 429, slow answers, the connection dropped after the write
-committed, and Patient.birthDate renamed (an EHR schema change).
+committed, Patient.birthDate renamed, and DocumentReference.date renamed
+`indexed` in the profile it serves (StructureDefinition) and required on
+writes (EHR schema changes).
 
 Every request carries the credentials of a sandbox connection (401
 otherwise), and sees only the data of that connection's practice."""
@@ -94,7 +96,69 @@ def _drop_connection(request: HttpRequest) -> None:
     time.sleep(60)
 
 
-def _capability(faults: SandboxFaults) -> dict:
+PROFILE_ID = "psyfi-sandbox-documentreference"
+
+
+def _profile_url(request: HttpRequest) -> str:
+    base = request.path.rsplit("/metadata", 1)[0].rsplit("/StructureDefinition", 1)[0]
+    return request.build_absolute_uri(f"{base}/StructureDefinition/{PROFILE_ID}")
+
+
+def _structure_definition(faults: SandboxFaults, url: str) -> dict:
+    """The sandbox's DocumentReference profile. With the renamed_field fault
+    (an EHR update) `date` is renamed `indexed` and required, as a vendor
+    renaming a field in a release would."""
+
+    def element(path: str, min_: int = 0, max_: str = "1", **extra) -> dict:
+        return {"id": path, "path": path, "min": min_, "max": max_, **extra}
+
+    def bound(value_set: str) -> dict:
+        return {"binding": {"strength": "required", "valueSet": value_set}}
+
+    date = element("DocumentReference.indexed", 1) if faults.renamed_field else element("DocumentReference.date")
+    elements = [
+        element("DocumentReference", 0, "*"),
+        element("DocumentReference.meta"),
+        element("DocumentReference.contained", 0, "*"),
+        element("DocumentReference.masterIdentifier"),
+        element("DocumentReference.identifier", 0, "*"),
+        element("DocumentReference.status", 1, **bound("http://hl7.org/fhir/ValueSet/document-reference-status|4.0.1")),
+        element("DocumentReference.docStatus", **bound("http://hl7.org/fhir/ValueSet/composition-status|4.0.1")),
+        element("DocumentReference.type"),
+        element("DocumentReference.category", 0, "*"),
+        element("DocumentReference.subject", 1),
+        date,
+        element("DocumentReference.author", 0, "*"),
+        element("DocumentReference.authenticator"),
+        element("DocumentReference.relatesTo", 0, "*"),
+        element("DocumentReference.relatesTo.code", 1),
+        element("DocumentReference.relatesTo.target", 1),
+        element("DocumentReference.description"),
+        element("DocumentReference.content", 1, "*"),
+        element("DocumentReference.content.attachment", 1),
+        element("DocumentReference.content.format"),
+        element("DocumentReference.context"),
+        element("DocumentReference.context.encounter", 0, "*"),
+        element("DocumentReference.context.period"),
+        element("DocumentReference.context.related", 0, "*"),
+    ]
+    return {
+        "resourceType": "StructureDefinition",
+        "id": PROFILE_ID,
+        "url": url,
+        "version": "2" if faults.renamed_field else "1",
+        "name": "PsyfiSandboxDocumentReference",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "DocumentReference",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/DocumentReference",
+        "derivation": "constraint",
+        "snapshot": {"element": elements},
+    }
+
+
+def _capability(faults: SandboxFaults, profile_url: str = "") -> dict:
     def resource(kind: str, interactions: list[str], **extra) -> dict:
         return {"type": kind, "interaction": [{"code": i} for i in interactions], **extra}
 
@@ -114,10 +178,12 @@ def _capability(faults: SandboxFaults) -> dict:
                         "DocumentReference",
                         ["create", "read", "search-type"],
                         conditionalCreate=faults.conditional_create,
+                        profile=profile_url,
                         searchParam=[{"name": "identifier", "type": "token"}, {"name": "patient", "type": "reference"}],
                     ),
                     resource("Patient", ["read", "update"]),
                     resource("Provenance", ["create", "read"]),
+                    resource("StructureDefinition", ["read", "search-type"]),
                 ],
             }
         ],
@@ -126,7 +192,7 @@ def _capability(faults: SandboxFaults) -> dict:
 
 @sandbox_endpoint
 def metadata(request: HttpRequest, practice) -> HttpResponse:
-    return _fhir(_capability(SandboxFaults.current()))
+    return _fhir(_capability(SandboxFaults.current(), _profile_url(request)))
 
 
 def _validate(resource_type: str, body: dict) -> str | None:
@@ -174,6 +240,12 @@ def _search(practice, resource_type: str, request: HttpRequest) -> list[SandboxR
 @sandbox_endpoint
 def type_endpoint(request: HttpRequest, practice, resource_type: str) -> HttpResponse:
     faults = SandboxFaults.current()
+    if resource_type == "StructureDefinition" and request.method == "GET":
+        url = _profile_url(request)
+        wanted = request.GET.get("url")
+        found = [_structure_definition(faults, url)] if wanted in (None, url) else []
+        entries = [{"resource": r} for r in found]
+        return _fhir({"resourceType": "Bundle", "type": "searchset", "total": len(found), "entry": entries})
     if resource_type not in WRITABLE:
         return _outcome(404, "not-supported", f"Sandbox: {resource_type} is not supported.")
     if request.method == "GET":
@@ -200,6 +272,9 @@ def type_endpoint(request: HttpRequest, practice, resource_type: str) -> HttpRes
     problem = _validate(resource_type, body)
     if problem:
         return _outcome(422, "invalid", f"Sandbox: {problem}")
+    if resource_type == "DocumentReference" and faults.renamed_field and "indexed" not in body:
+        # The EHR after its update: the element is `indexed` now, and required.
+        return _outcome(422, "required", "Sandbox: DocumentReference.indexed is required (date was renamed).")
     if resource_type == "DocumentReference" and body.get("status") != "current":
         return _outcome(422, "code-invalid", "Sandbox: DocumentReference.status must be current.")
     system, value = _identifier(body)
@@ -254,6 +329,10 @@ def instance_endpoint(
         return _fhir(body, 200)
     if request.method != "GET":
         return _outcome(405, "not-supported", "Sandbox: read only.")
+    if resource_type == "StructureDefinition":
+        if logical_id != PROFILE_ID:
+            return _outcome(404, "not-found", f"Sandbox: no StructureDefinition/{logical_id}.")
+        return _fhir(_structure_definition(faults, _profile_url(request)))
     failure = _faults_before(faults)
     if failure is not None:
         return failure

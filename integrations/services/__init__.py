@@ -4,6 +4,7 @@ connection's protocol, a perform function per connection kind) and delivery
 (the outbox: claim, ledger, record, sweep). `from integrations.services
 import X` keeps working for every name other code imports."""
 
+from integrations.services.alerts import alert_acknowledge, alert_raise, alert_resolve, alert_rules_save
 from integrations.services.connections import (
     connection_create,
     connection_record_metadata,
@@ -13,7 +14,6 @@ from integrations.services.connections import (
 )
 from integrations.services.delivery import (
     SendResult,
-    alert_raise,
     delivery_backoff,
     delivery_create_for_note,
     delivery_release_waiting,
@@ -29,7 +29,10 @@ from integrations.services.perform import PERFORMERS, delivery_mapping_document,
 __all__ = [
     "PERFORMERS",
     "SendResult",
+    "alert_acknowledge",
     "alert_raise",
+    "alert_resolve",
+    "alert_rules_save",
     "connection_create",
     "connection_record_metadata",
     "connection_revoke",

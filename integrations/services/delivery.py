@@ -26,6 +26,7 @@ from integrations.errors import (
 )
 from integrations.models import Alert, Delivery, DeliveryAttempt, FieldMapping
 from integrations.outcomes import Outcome, failed
+from integrations.services.alerts import alert_raise, alert_rules_for, alerts_resolve_for_delivery
 from integrations.services.connections import _active_connection
 from integrations.services.invariants import delivery_check_deliverable
 from integrations.services.perform import _perform
@@ -179,7 +180,10 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> SendResul
     )
     try:
         outcome = _perform(delivery)
-    except (DeliveryRefused, PayloadInvalid, CredentialsUnreadable, ConnectionInvalid, MappingInvalid) as exc:
+    except (MappingInvalid, PayloadInvalid) as exc:
+        # What the pinned mapping built does not fit: a person fixes the mapping.
+        outcome = failed(exc.message, alert=Alert.Kind.MAPPING_ERROR)
+    except (DeliveryRefused, CredentialsUnreadable, ConnectionInvalid) as exc:
         outcome = failed(exc.message, alert="configuration")
     except Exception as exc:  # noqa: BLE001 - an unexpected error must not strand the row in "sending"
         logger.exception("Delivery %s: unexpected error", delivery_id)
@@ -260,7 +264,7 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
         if outcome.kind == Outcome.UNKNOWN:
             fields["needs_reconcile"] = True
         ledger = outcome.kind
-        if retrying_for > timedelta(minutes=settings.PSYFI_DELIVERY_LONG_RETRY_ALERT_MINUTES):
+        if retrying_for > timedelta(minutes=_long_retry_minutes(delivery.practice)):
             alert_kind = Alert.Kind.LONG_RETRY
     if outcome.ehr_id:  # the note is at the EHR, even when something it needs (its Provenance) is owed
         fields["ehr_id"] = outcome.ehr_id
@@ -312,7 +316,7 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
             connection=delivery.connection,
             reason=fields.get("last_error") or outcome.reason,
         )
-    elif outcome.alert == "unreachable" and n >= settings.PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS:
+    elif outcome.alert == "unreachable" and n >= _unreachable_after(delivery.practice):
         alert_raise(
             practice=delivery.practice,
             kind=Alert.Kind.UNREACHABLE,
@@ -322,22 +326,22 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
     return SendResult(delivery.state, reschedule_in=reschedule, outcome=outcome)
 
 
+def _long_retry_minutes(practice) -> float:
+    """The practice's threshold (AlertRules), else the server's default."""
+    minutes = alert_rules_for(practice).long_retry_minutes
+    return settings.PSYFI_DELIVERY_LONG_RETRY_ALERT_MINUTES if minutes is None else minutes
+
+
+def _unreachable_after(practice) -> int:
+    attempts = alert_rules_for(practice).unreachable_after_attempts
+    return settings.PSYFI_DELIVERY_ALERT_AFTER_ATTEMPTS if attempts is None else attempts
+
+
 def _release_after(delivery_id: int) -> None:
     """delivery_release_waiting for a version just delivered; most have no
     amendment waiting, and asking that first is one light query."""
     if Delivery.objects.filter(replaces_id=delivery_id, state=S.WAITING).exists():
         delivery_release_waiting(replaces_id=delivery_id)
-
-
-def alert_raise(*, practice, kind: str, reason: str, delivery=None, connection=None) -> Alert:
-    """One open alert per (kind, delivery or connection): a flapping EHR
-    raises one alert, not one per attempt."""
-    existing = Alert.objects.filter(
-        practice=practice, kind=kind, delivery=delivery, connection=connection, resolved_at__isnull=True
-    ).first()
-    if existing:
-        return existing
-    return Alert.objects.create(practice=practice, kind=kind, delivery=delivery, connection=connection, reason=reason)
 
 
 @transaction.atomic
@@ -358,7 +362,7 @@ def delivery_reprocess(*, delivery: Delivery, actor) -> Delivery:
     )
     if not changed:
         raise DeliveryRefused("Only a failed delivery can be reprocessed.")
-    Alert.objects.filter(delivery=delivery, resolved_at__isnull=True).update(resolved_at=timezone.now())
+    alerts_resolve_for_delivery(delivery=delivery, actor=actor)
     delivery.refresh_from_db()
     audit_record(
         practice=delivery.practice,

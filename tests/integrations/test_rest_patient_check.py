@@ -195,7 +195,8 @@ def test_a_stored_mapping_without_a_patient_block_fails_and_writes_nothing(world
     delivery = send(note)
     assert delivery.state == Delivery.State.FAILED
     assert "no valid patient check (rest.patient)" in delivery.last_error
-    assert Alert.objects.get(delivery=delivery).kind == Alert.Kind.CONFIGURATION
+    # A mapping problem (issue 16): a person fixes the mapping, not the connection.
+    assert Alert.objects.get(delivery=delivery).kind == Alert.Kind.MAPPING_ERROR
     assert ehr.reads == [] and ehr.posts == []
 
     # What the message says to do: save a version with a patient block, reprocess.
