@@ -14,7 +14,9 @@ class InviteForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
     credentials = forms.CharField(max_length=40, required=False, help_text="Clinicians: e.g. PsyD, LCSW")
     licence_type = forms.CharField(max_length=60, required=False, help_text="Clinicians: e.g. LCSW (NY)")
-    pre_licensed = forms.BooleanField(required=False, help_text="Signed notes wait for the supervisor's co-signature")
+    pre_licensed = forms.BooleanField(
+        label="Pre-licensed", required=False, help_text="Signed notes wait for the supervisor's co-signature"
+    )
     supervisor = forms.ModelChoiceField(queryset=get_user_model().objects.none(), required=False)
 
     def __init__(self, *args, practice: Practice, **kwargs):
@@ -37,6 +39,10 @@ class RoleForm(forms.Form):
 
 
 class AcceptForm(forms.Form):
+    # The name the person goes by on signed notes and in the audit log; the
+    # admin's spelling from the invitation is the starting value.
+    first_name = forms.CharField(max_length=150, required=False)
+    last_name = forms.CharField(max_length=150, required=False)
     password1 = forms.CharField(
         label="Password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
     )

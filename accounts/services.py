@@ -243,7 +243,7 @@ def invitation_for_token(*, token: str, now=None) -> Invitation:
 
 
 @transaction.atomic
-def invitation_accept(*, token: str, password: str, now=None):
+def invitation_accept(*, token: str, password: str, first_name: str = "", last_name: str = "", now=None):
     """Use the invitation once: create the user (username = the invited
     address) and the membership. Raises InvitationInvalid, or a
     ValidationError with Django's password validators' messages."""
@@ -259,8 +259,8 @@ def invitation_accept(*, token: str, password: str, now=None):
     user = User(
         username=invitation.email,
         email=invitation.email,
-        first_name=invitation.first_name,
-        last_name=invitation.last_name,
+        first_name=first_name.strip() or invitation.first_name,
+        last_name=last_name.strip() or invitation.last_name,
     )
     validate_password(password, user=user)
     if User.objects.filter(username__iexact=invitation.email).exists():
@@ -297,9 +297,12 @@ def invitation_accept(*, token: str, password: str, now=None):
 
 
 def member_has_second_factor(user) -> bool:
+    """Whether the person has any second factor at all. Only an admin's reset
+    (or never having enrolled) leaves none; someone who used up their backup
+    codes still has the device and must not fall back to a password alone."""
     return (
         TOTPDevice.objects.filter(user=user, confirmed=True).exists()
-        or StaticDevice.objects.filter(user=user, confirmed=True, token_set__isnull=False).exists()
+        or StaticDevice.objects.filter(user=user, confirmed=True).exists()
     )
 
 

@@ -173,10 +173,17 @@ def invitation_accept(request: HttpRequest) -> HttpResponse:
         invitation = services.invitation_for_token(token=token)
     except DomainError as exc:
         return render(request, "accounts/invitation_invalid.html", {"message": exc.message}, status=exc.status_code)
-    form = AcceptForm(request.POST or None)
+    form = AcceptForm(
+        request.POST or None, initial={"first_name": invitation.first_name, "last_name": invitation.last_name}
+    )
     if request.method == "POST" and form.is_valid():
         try:
-            user = services.invitation_accept(token=token, password=form.cleaned_data["password1"])
+            user = services.invitation_accept(
+                token=token,
+                password=form.cleaned_data["password1"],
+                first_name=form.cleaned_data["first_name"],
+                last_name=form.cleaned_data["last_name"],
+            )
         except ValidationError as exc:
             form.add_error("password1", exc)
         except DomainError as exc:

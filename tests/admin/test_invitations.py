@@ -65,7 +65,15 @@ def test_accepting_creates_the_member_with_the_invited_role_and_details(
     world, admin_browser, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        invite(admin_browser, "sam@example.org", credentials="PsyD", pre_licensed="on", supervisor=world.clinician.pk)
+        invite(
+            admin_browser,
+            "sam@example.org",
+            first_name="Sam",
+            last_name="Okafor",
+            credentials="PsyD",
+            pre_licensed="on",
+            supervisor=world.clinician.pk,
+        )
     _, response = _accept(link_from_last_email())
     assert response.status_code == 302 and response["Location"] == "/accounts/enroll/"
     user = get_user_model().objects.get(username="sam@example.org")
@@ -73,6 +81,7 @@ def test_accepting_creates_the_member_with_the_invited_role_and_details(
     membership = user.membership
     assert (membership.practice, membership.role, membership.credentials) == (world.practice, "clinician", "PsyD")
     assert membership.pre_licensed and membership.supervisor == world.clinician
+    assert user.get_full_name() == "Sam Okafor"  # the invitation's spelling when none is typed
     assert Invitation.objects.get().accepted_user == user
     assert last_event("invitation.accept").actor_user == user
 
@@ -198,3 +207,18 @@ def test_the_full_acceptance_leaves_a_member_who_can_log_in_with_password_and_co
         invite(admin_browser, "full@example.org", role="qa_reviewer")
     browser, page, uri = accept_and_enroll(link_from_last_email())
     assert browser.get("/signed/").status_code == 200
+
+
+def test_the_person_can_correct_their_name_when_accepting(world):
+    invitation, token = services.invitation_create(
+        practice=world.practice, email="ana@example.org", first_name="Anna", role="auditor", actor=world.admin
+    )
+    browser = DjangoClient()
+    browser.get(f"/accounts/invitation/{token}/")
+    page = browser.get("/accounts/invitation/accept/").content.decode()
+    assert 'value="Anna"' in page
+    browser.post(
+        "/accounts/invitation/accept/",
+        {"first_name": "Ana", "last_name": "Lima", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    assert get_user_model().objects.get(username="ana@example.org").get_full_name() == "Ana Lima"
