@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -140,7 +140,14 @@ def invitation_create(
     except ValidationError as exc:
         field, errors = next(iter(exc.message_dict.items()))
         raise DomainError(errors[0], field=field) from exc
-    invitation.save()
+    try:
+        with transaction.atomic():  # a savepoint: the rest of the caller's transaction survives
+            invitation.save()
+    except IntegrityError as exc:
+        # Another admin invited the same address at the same moment (the
+        # partial unique constraint); the lock above cannot lock a row that
+        # does not exist yet.
+        raise DomainError("This address already has an open invitation: resend or revoke it.", field="email") from exc
     audit_record(
         practice=practice,
         actor=_actor(actor),
@@ -266,7 +273,11 @@ def invitation_accept(*, token: str, password: str, first_name: str = "", last_n
     if User.objects.filter(username__iexact=invitation.email).exists():
         raise DomainError("Someone already has an account with this email address. Ask your practice admin.")
     user.set_password(password)
-    user.save()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:  # the same address accepted in another practice at the same moment
+        raise DomainError("Someone already has an account with this email address. Ask your practice admin.") from exc
     if invitation.supervisor_id is not None:
         _check_supervisor(invitation.practice, invitation.supervisor)
     membership = Membership(

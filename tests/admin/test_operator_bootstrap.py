@@ -63,3 +63,23 @@ def test_a_duplicate_short_name_or_a_bad_time_zone_stops_with_a_message_and_writ
         _run("--name", "Oak Clinic", "--admin-email", "not-an-address")
     assert list(Practice.objects.values_list("slug", flat=True)) == ["cedar-clinic"]
     assert Invitation.objects.count() == 1
+
+
+def test_a_lost_first_admin_link_is_replaced_by_practice_admin_invite():
+    first = _run("--name", "Birch Clinic", "--admin-email", "owner@birch.example")
+    first_link = next(line for line in first.splitlines() if "/accounts/invitation/" in line)
+    out = StringIO()
+    call_command(
+        "practice_admin_invite", "--practice", "birch-clinic", "--admin-email", "owner@birch.example", stdout=out
+    )
+    new_link = next(line for line in out.getvalue().splitlines() if "/accounts/invitation/" in line)
+    assert new_link != first_link and Invitation.objects.count() == 1
+    browser = DjangoClient()
+    browser.get(path_of(first_link))
+    assert browser.get("/accounts/invitation/accept/").status_code == 404
+    browser.get(path_of(new_link))
+    assert browser.get("/accounts/invitation/accept/").status_code == 200
+    event = AuditEvent.objects.filter(action="invitation.resend").get()
+    assert event.actor_label == "operator"
+    with pytest.raises(CommandError, match="No practice"):
+        call_command("practice_admin_invite", "--practice", "nope", "--admin-email", "x@example.org")

@@ -125,3 +125,13 @@ def test_another_practices_member_is_a_404(world, admin_browser):
     outsider = world.outsider.membership
     assert admin_browser.post(f"/practice/people/{outsider.pk}/deactivate/").status_code == 404
     assert Membership.objects.get(pk=outsider.pk).is_active
+
+
+def test_the_auditor_reads_the_people_actions_with_the_admin_named(world, admin_browser, login_as):
+    admin_browser.post(f"/practice/people/{world.qa.membership.pk}/role/", {"role": "auditor"})
+    admin_browser.post(f"/practice/people/{world.colleague.membership.pk}/deactivate/")
+    response = login_as(world.auditor).get("/audit/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "member.role_change" in html and "member.deactivate" in html
+    assert world.admin.get_full_name() in html
