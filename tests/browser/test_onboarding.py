@@ -3,7 +3,7 @@ browser and with no shell: the operator's command creates the practice and
 prints the first admin's link; the admin sets a password, enrolls an
 authenticator from the QR code and invites a clinician; the clinician accepts
 from the emailed link, enrolls, keeps the backup codes, logs in with one and
-finds the draft the scribe posted through the intake API.
+finds the draft the scribe posted through the intake API, and signs it.
 
 The scribe's key is made with the API-key service (notes/api_keys.py), as the
 admin's scribe-key page would; the client with consent through the clients
@@ -20,7 +20,7 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from notes.api_keys import ai_source_key_create
-from notes.models import AISource, Practice
+from notes.models import AISource, Note, Practice
 from tests.admin.helpers import code_for
 from tests.factories import ai_output, client_factory
 
@@ -155,6 +155,18 @@ def test_a_practice_goes_from_the_operator_command_to_a_clinician_reading_a_scri
         # Shown in the practice's zone (America/Chicago), as the scribe sent it.
         expect(row).to_contain_text("10:00 CST")
         clinician_page.screenshot(path=str(artifacts / "onboarding-clinician-queue.png"), full_page=True)
+
+        # 7. And signs it: a second backup code for the step-up, then sign.
+        clinician_page.get_by_label("One-time code to sign this batch").fill(codes[1])
+        clinician_page.get_by_role("button", name="Enable signing").click()
+        expect(clinician_page.locator("#step-up-status")).to_contain_text("Signing enabled until")
+        row.get_by_role("link").first.click()
+        expect(clinician_page).to_have_url(re.compile(r"/notes/\d+/review/$"))
+        clinician_page.locator("#sign-only").click()
+        expect(clinician_page.locator("#note-state")).to_have_text("Signed")
+        note = Note.objects.get(client=client)
+        assert note.state == Note.State.SIGNED and note.signed_by == clinician
+        clinician_page.screenshot(path=str(artifacts / "onboarding-clinician-signed.png"), full_page=True)
     finally:
         clinician_page.goto("about:blank")
         context.close()
