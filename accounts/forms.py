@@ -97,3 +97,19 @@ class PracticeSettingsForm(forms.Form):
         required=False,
         help_text="One code covers a batch of signatures for this long. Empty: the deployment's default.",
     )
+
+
+class ClinicianDetailsForm(forms.Form):
+    credentials = forms.CharField(max_length=40, required=False)
+    licence_type = forms.CharField(max_length=60, required=False)
+    pre_licensed = forms.BooleanField(label="Pre-licensed", required=False)
+    supervisor = forms.ModelChoiceField(queryset=get_user_model().objects.none(), required=False)
+
+    def __init__(self, *args, practice: Practice, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["supervisor"].queryset = get_user_model().objects.filter(
+            membership__practice=practice,
+            membership__role=Role.CLINICIAN,
+            membership__is_active=True,
+            membership__pre_licensed=False,
+        )

@@ -491,6 +491,54 @@ def member_role_change(*, membership: Membership, role: str, actor) -> Membershi
 
 
 @transaction.atomic
+def member_clinician_details_update(
+    *,
+    membership: Membership,
+    credentials: str,
+    licence_type: str,
+    pre_licensed: bool,
+    supervisor,
+    actor,
+) -> Membership:
+    """A clinician's credentials, licence type, pre-licensed flag and supervisor."""
+    membership = _membership_lock(membership)
+    _require_admin(actor, membership.practice)
+    if membership.role != Role.CLINICIAN:
+        raise DomainError("Only clinicians have credentials, a licence type and a supervisor.")
+    if supervisor is not None and supervisor.pk == membership.user_id:
+        raise DomainError("A clinician cannot supervise themself.", field="supervisor")
+    if pre_licensed and supervisor is None:
+        raise DomainError("A pre-licensed clinician needs a supervisor.", field="supervisor")
+    _check_supervisor(membership.practice, supervisor)
+    if pre_licensed and Membership.objects.filter(supervisor=membership.user, is_active=True).exists():
+        raise DomainError("This clinician supervises others, so cannot be pre-licensed.", field="pre_licensed")
+    fields = ("credentials", "licence_type", "pre_licensed", "supervisor_id")
+    before = {f: getattr(membership, f) for f in fields}
+    membership.credentials = credentials.strip()
+    membership.licence_type = licence_type.strip()
+    membership.pre_licensed = pre_licensed
+    membership.supervisor = supervisor
+    after = {f: getattr(membership, f) for f in fields}
+    if after == before:
+        return membership
+    try:
+        membership.full_clean()
+    except ValidationError as exc:
+        field, errors = next(iter(exc.message_dict.items()))
+        raise DomainError(errors[0], field=field) from exc
+    membership.save(update_fields=["credentials", "licence_type", "pre_licensed", "supervisor"])
+    audit_record(
+        practice=membership.practice,
+        actor=_actor(actor),
+        action="member.details_change",
+        obj=membership,
+        before={k: v for k, v in before.items() if before[k] != after[k]},
+        after={k: v for k, v in after.items() if before[k] != after[k]},
+    )
+    return membership
+
+
+@transaction.atomic
 def member_password_change(*, user, old_password: str, new_password: str) -> None:
     """Raises DomainError for a wrong current password and ValidationError
     with the validators' messages for a weak new one."""

@@ -10,6 +10,7 @@ urlpatterns = [
     path("practice/people/<int:membership_id>/reactivate/", views.member_reactivate, name="member_reactivate"),
     path("practice/people/<int:membership_id>/reset-second-factor/", views.member_otp_reset, name="member_otp_reset"),
     path("practice/people/<int:membership_id>/role/", views.member_role, name="member_role"),
+    path("practice/people/<int:membership_id>/clinician/", views.member_details, name="member_details"),
     path("practice/invitations/<int:invitation_id>/resend/", views.invitation_resend, name="invitation_resend"),
     path("practice/invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation_revoke"),
     path("practice/settings/", views.practice_settings, name="practice_settings"),

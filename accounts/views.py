@@ -14,7 +14,15 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_otp import login as otp_login
 
 from accounts import selectors, services
-from accounts.forms import AcceptForm, CodeForm, InviteForm, PasswordChangeForm, PracticeSettingsForm, RoleForm
+from accounts.forms import (
+    AcceptForm,
+    ClinicianDetailsForm,
+    CodeForm,
+    InviteForm,
+    PasswordChangeForm,
+    PracticeSettingsForm,
+    RoleForm,
+)
 from notes.errors import DomainError
 from notes.roles import Role, membership_of
 from notes.views import member_required
@@ -57,6 +65,7 @@ def people(request: HttpRequest) -> HttpResponse:
             "members": selectors.members_for_admin(user=request.user),
             "invitations": selectors.invitations_for_admin(user=request.user),
             "role_choices": RoleForm().fields["role"].choices,
+            "supervisors": list(form.fields["supervisor"].queryset),
         },
         status=status,
     )
@@ -117,6 +126,21 @@ def member_role(request: HttpRequest, membership_id: int) -> HttpResponse:
             raise DomainError("Choose a role.")
         m = services.member_role_change(membership=m, role=form.cleaned_data["role"], actor=request.user)
         return f"{_name(m)} is now {m.get_role_display()}."
+
+    return _member_action(request, membership_id, act)
+
+
+@require_POST
+@member_required(Role.PRACTICE_ADMIN)
+def member_details(request: HttpRequest, membership_id: int) -> HttpResponse:
+    form = ClinicianDetailsForm(request.POST, practice=membership_of(request.user).practice)
+
+    def act(m):
+        if not form.is_valid():
+            field, errors = next(iter(form.errors.items()))
+            raise DomainError(f"{form.fields[field].label or field.replace('_', ' ').capitalize()}: {errors[0]}")
+        services.member_clinician_details_update(membership=m, actor=request.user, **form.cleaned_data)
+        return f"{_name(m)}'s clinician details are saved."
 
     return _member_action(request, membership_id, act)
 

@@ -135,3 +135,43 @@ def test_the_auditor_reads_the_people_actions_with_the_admin_named(world, admin_
     html = response.content.decode()
     assert "member.role_change" in html and "member.deactivate" in html
     assert world.admin.get_full_name() in html
+
+
+def test_an_admin_edits_a_clinicians_credentials_licence_and_supervisor(world, admin_browser):
+    membership = world.colleague.membership
+    response = admin_browser.post(
+        f"/practice/people/{membership.pk}/clinician/",
+        {
+            "credentials": "LMFT",
+            "licence_type": "Associate MFT",
+            "pre_licensed": "on",
+            "supervisor": world.clinician.pk,
+        },
+    )
+    assert response.status_code == 302
+    membership.refresh_from_db()
+    assert (membership.credentials, membership.licence_type) == ("LMFT", "Associate MFT")
+    assert membership.pre_licensed and membership.supervisor == world.clinician
+    event = last_event("member.details_change")
+    assert event.actor_user == world.admin and event.after["supervisor_id"] == world.clinician.pk
+
+
+def test_clinician_details_refuse_a_missing_or_foreign_supervisor_and_non_clinicians(world, admin_browser):
+    membership = world.colleague.membership
+    response = admin_browser.post(f"/practice/people/{membership.pk}/clinician/", {"pre_licensed": "on"}, follow=True)
+    assert "needs a supervisor" in response.content.decode()
+    response = admin_browser.post(
+        f"/practice/people/{membership.pk}/clinician/", {"supervisor": world.outsider.pk}, follow=True
+    )
+    assert "Supervisor" in response.content.decode()
+    with pytest.raises(DomainError, match="Only clinicians"):
+        services.member_clinician_details_update(
+            membership=world.qa.membership,
+            credentials="PhD",
+            licence_type="",
+            pre_licensed=False,
+            supervisor=None,
+            actor=world.admin,
+        )
+    membership.refresh_from_db()
+    assert not membership.pre_licensed and membership.supervisor is None
