@@ -284,6 +284,7 @@ def _base32(hex_key: str) -> str:
     return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 @member_required()
 def security(request: HttpRequest) -> HttpResponse:
@@ -310,6 +311,7 @@ def security(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/security.html", {"form": form}, status=status)
 
 
+@never_cache
 @require_POST
 @member_required()
 def backup_codes_regenerate(request: HttpRequest) -> HttpResponse:

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('notes', '0008_practice_settings_idle_logoff_and_step_up'),
+        ('notes', '0007_membership_licence_and_supervisor'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
