@@ -99,15 +99,26 @@ class PasswordAndCodeForm(AuthenticationForm):
     """Username, password and one-time code on one form. A wrong code counts
     as a failed login for the lockout (django-axes), like a wrong password."""
 
+    # Not required by the field: a person whose second factor an admin reset
+    # has none to enter, and logs in with the password only to enroll a new
+    # one (needs_enrollment; accounts.views.enroll). Everyone else must.
     otp_token = forms.CharField(
         label="One-time code",
         max_length=16,
+        required=False,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
+    needs_enrollment = False
 
     def clean(self):
+        from accounts.services import member_has_second_factor
+
         cleaned = super().clean()
         user = self.get_user()
+        if user is not None and not member_has_second_factor(user):
+            self.needs_enrollment = True
+            self.otp_device = None
+            return cleaned
         if user is not None:
             try:
                 self.otp_device = otp_verify(user, cleaned.get("otp_token", ""))

@@ -1,4 +1,5 @@
-"""Automatic logoff after settings.IDLE_TIMEOUT without a request."""
+"""Automatic logoff after the practice's idle logoff (Practice.idle_timeout,
+settings.IDLE_TIMEOUT by default) without a request."""
 
 import time
 
@@ -19,7 +20,11 @@ class IdleTimeoutMiddleware:
         if request.user.is_authenticated:
             now = time.time()
             last = request.session.get(_KEY)
-            if last is not None and now - last > settings.IDLE_TIMEOUT.total_seconds():
+            from notes.roles import membership_of
+
+            membership = membership_of(request.user)
+            idle = membership.practice.idle_timeout if membership is not None else settings.IDLE_TIMEOUT
+            if last is not None and now - last > idle.total_seconds():
                 logout(request)
                 if request.path.startswith("/api/"):
                     from django.http import JsonResponse

@@ -6,8 +6,10 @@ through notes/services.py; nothing here enforces workflow rules in save().
 """
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
@@ -19,11 +21,33 @@ class Practice(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(unique=True)
     timezone = models.CharField(max_length=64, default="America/New_York")
+    # Practice settings (issue 14, point 7). Empty means the deployment's
+    # default (IDLE_TIMEOUT_MINUTES, SIGN_STEP_UP_MINUTES), so an operator's
+    # environment still rules every practice that has not chosen.
+    idle_logoff_minutes = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(720)]
+    )
+    step_up_window_minutes = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(120)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords(history_manager=CachedHistoryManager)
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def idle_timeout(self) -> timedelta:
+        if self.idle_logoff_minutes:
+            return timedelta(minutes=self.idle_logoff_minutes)
+        return settings.IDLE_TIMEOUT
+
+    @property
+    def step_up_window(self) -> timedelta:
+        """How long one OTP step-up covers signatures in this practice."""
+        if self.step_up_window_minutes:
+            return timedelta(minutes=self.step_up_window_minutes)
+        return settings.SIGN_STEP_UP_WINDOW
 
 
 class Membership(models.Model):

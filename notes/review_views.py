@@ -143,16 +143,23 @@ def step_up_at(request: HttpRequest) -> datetime | None:
         return None
 
 
+def step_up_window(request: HttpRequest):
+    """The practice's step-up window (practice settings), else the deployment's."""
+    membership = membership_of(request.user)
+    return membership.practice.step_up_window if membership is not None else settings.SIGN_STEP_UP_WINDOW
+
+
 def step_up_valid_until(request: HttpRequest, now: datetime) -> datetime | None:
     at = step_up_at(request)
-    if at is None or now - at > settings.SIGN_STEP_UP_WINDOW:
+    window = step_up_window(request)
+    if at is None or now - at > window:
         return None
-    return at + settings.SIGN_STEP_UP_WINDOW
+    return at + window
 
 
 def _step_up(request: HttpRequest) -> StepUpForm:
     """Check the posted code; on success one code covers every signature for
-    SIGN_STEP_UP_WINDOW (kept in the session, which ends with the login)."""
+    the practice's step-up window (kept in the session, which ends with the login)."""
     form = StepUpForm(request.POST, user=request.user)
     if form.is_valid():
         request.session[STEP_UP_KEY] = timezone.now().isoformat()
@@ -227,7 +234,7 @@ def _render_review(
             "single_keys": membership.single_key_shortcuts if membership else True,
             "unchanged_sections": sum(1 for item in sections if not item["diff"].changed),
             "step_up_until": step_up_valid_until(request, now),
-            "step_up_minutes": int(settings.SIGN_STEP_UP_WINDOW.total_seconds() // 60),
+            "step_up_minutes": int(step_up_window(request).total_seconds() // 60),
             "heartbeat_ms": int(
                 getattr(
                     settings, "REVIEW_HEARTBEAT_INTERVAL_SECONDS", review_services.REVIEW_HEARTBEAT_INTERVAL_SECONDS
@@ -470,7 +477,7 @@ def step_up(request: HttpRequest) -> HttpResponse:
             message = " ".join(form.errors.get("otp_token", [])) or "That code is not valid."
             return _json_error(message, status=400, errors=_field_errors(form))
         return render(request, "notes/step_up.html", {"form": form, "next": next_url}, status=400)
-    minutes = int(settings.SIGN_STEP_UP_WINDOW.total_seconds() // 60)
+    minutes = int(step_up_window(request).total_seconds() // 60)
     if _wants_json(request):
         return JsonResponse({"ok": True, "valid_minutes": minutes})
     messages.success(request, f"Code accepted: you can sign for the next {minutes} minutes.")

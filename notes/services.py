@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -770,7 +769,7 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
 
     Raises SignBlocked when flags are open, the client has no active consent or
     the note is blocked; StepUpRequired when the last OTP step-up is older than
-    SIGN_STEP_UP_WINDOW.
+    the practice's step-up window (Practice.step_up_window).
     """
     from audit.attribution import note_attribution_record
     from integrations.services import delivery_create_for_note
@@ -779,7 +778,7 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     note = _lock(note)
     _require_note_clinician(note, actor)
     new_state = _next_state(note, "sign")
-    if step_up_at is None or now - step_up_at > settings.SIGN_STEP_UP_WINDOW:
+    if step_up_at is None or now - step_up_at > note.practice.step_up_window:
         raise StepUpRequired("Enter a code from your authenticator to sign.")
     if note.blocked_reason:
         raise SignBlocked(note.blocked_reason)

@@ -48,6 +48,10 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.get_user()
         auth_login(request, user)
+        if form.needs_enrollment:
+            # Password only, no second factor yet (reset by an admin): this
+            # session is not verified and reaches nothing but enrollment.
+            return redirect("accounts:enroll")
         otp_login(request, form.otp_device)
         next_url = request.POST.get("next") or request.GET.get("next") or ""
         if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
