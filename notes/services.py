@@ -70,6 +70,10 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     # Amending leaves the signed note as it is until the amendment is signed.
     "amend": {S.SIGNED: S.SIGNED},
     "supersede": {S.SIGNED: S.AMENDED},
+    # Co-signature (notes.cosign_services): a pre-licensed clinician's "sign"
+    # goes IN_REVIEW -> AWAITING_COSIGN instead of SIGNED.
+    "cosign": {S.AWAITING_COSIGN: S.SIGNED},
+    "return_cosign": {S.AWAITING_COSIGN: S.IN_REVIEW},
 }
 
 _ACTION_WORDS = {
@@ -80,6 +84,8 @@ _ACTION_WORDS = {
     "discard": "discarded",
     "amend": "amended",
     "supersede": "superseded",
+    "cosign": "co-signed",
+    "return_cosign": "returned",
 }
 
 
@@ -769,11 +775,14 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     """Sign the note, and in the same transaction write its Delivery row.
 
     Raises SignBlocked when flags are open, the client has no active consent or
-    the note is blocked; StepUpRequired when the last OTP step-up is older than
-    SIGN_STEP_UP_WINDOW.
+    the note is blocked, or the signer is pre-licensed without a supervisor;
+    StepUpRequired when the last OTP step-up is older than SIGN_STEP_UP_WINDOW.
+    A pre-licensed clinician's note goes to AWAITING_COSIGN instead, with no
+    delivery and no supersede: notes.cosign_services.note_cosign does both.
     """
     from audit.attribution import note_attribution_record
     from integrations.services import delivery_create_for_note
+    from notes.cosign_services import cosigner_for_signing
 
     now = now or timezone.now()
     note = _lock(note)
@@ -790,13 +799,21 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     open_flags = note.flags.filter(resolved_at__isnull=True).count()
     if open_flags:
         raise SignBlocked(f"Resolve the {open_flags} open flag{'s' if open_flags > 1 else ''} before signing.")
+    # --- co-signature: a pre-licensed signer's note waits for the supervisor.
+    cosigner = cosigner_for_signing(actor=actor)
+    if cosigner is not None:
+        new_state = S.AWAITING_COSIGN
+    # ---
     note.state = new_state
     note.signed_at = now
     note.signed_by = actor
     note.content_hash = note_content_hash(note)
+    note.cosign_returned_comment = ""
     note_attribution_record(note=note)  # AI vs clinician share of the text, kept with the signature
-    note.save(update_fields=["state", "signed_at", "signed_by", "content_hash", "updated_at"])
-    if note.amends_id:
+    note.save(
+        update_fields=["state", "signed_at", "signed_by", "content_hash", "cosign_returned_comment", "updated_at"]
+    )
+    if note.amends_id and cosigner is None:
         _note_supersede(note=note.amends, by=note, actor=actor)
     audit_record(
         practice=note.practice,
@@ -807,9 +824,15 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
         client=note.client,
         before={"state": S.IN_REVIEW},
         after={"state": new_state, "content_hash": note.content_hash, "signed_at": now},
-        detail={"version": note.version, "template_version": note.template_version_id, "step_up_at": step_up_at},
+        detail={
+            "version": note.version,
+            "template_version": note.template_version_id,
+            "step_up_at": step_up_at,
+            **({"awaiting_cosign_by": cosigner.pk} if cosigner is not None else {}),
+        },
     )
-    delivery_create_for_note(note=note)
+    if cosigner is None:  # a co-signed note's delivery is written by note_cosign
+        delivery_create_for_note(note=note)
     return note
 
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("clients/<int:client_id>/consent/", views.client_consent, name="client_consent"),
     path("audit/", views.audit_log, name="audit_log"),
     path("", include("notes.review_urls")),
+    path("", include("notes.cosign_urls")),
 ]
 
 api_urlpatterns = [
