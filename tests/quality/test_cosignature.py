@@ -287,3 +287,47 @@ def test_cross_practice_supervisor_cannot_be_set_even_by_direct_membership_edit(
     note = note_factory(practice=world.practice, clinician=world.clinician)
     with pytest.raises(SignBlocked, match="cannot co-sign"):
         note_sign_now(note, world.clinician)
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_with_a_real_worker_an_awaiting_note_is_never_delivered_and_a_cosigned_one_once(world, worker_factory):
+    from integrations.services import delivery_sweep
+    from tests.factories import client_factory
+    from tests.integrations.support import FakeEHR, fhir_connection, wait_until
+
+    ehr = FakeEHR(conditional_create=True).start()
+    try:
+        fhir_connection(world.practice, ehr.base_url)
+        supervise(world)
+        client = client_factory(world.practice, world.clinician)
+        ehr.add_patient(client)
+        waiting = note_sign_now(
+            note_factory(practice=world.practice, clinician=world.clinician, client=client), world.clinician
+        )
+        # A licensed colleague's note signed beside it shows the worker delivers meanwhile.
+        third = member_factory(world.practice).user
+        control_client = client_factory(world.practice, third)
+        ehr.add_patient(control_client)
+        control = note_sign_now(note_factory(practice=world.practice, clinician=third, client=control_client), third)
+        worker_factory()
+        assert wait_until(
+            lambda: Delivery.objects.filter(note=control, state=Delivery.State.DELIVERED).exists(), timeout=90
+        )
+        delivery_sweep()  # the sweeper re-enqueues whatever is owed; nothing is owed for the waiting note
+        assert wait_until(lambda: ehr.posts >= 1, timeout=5)
+        assert not Delivery.objects.filter(note=waiting).exists()
+        assert [d["identifier"][0]["value"] for d in ehr.documents] == [f"{control.lineage}:1"]
+
+        note_cosign(note=waiting, actor=world.colleague, step_up_at=fresh_step_up())
+        assert wait_until(
+            lambda: Delivery.objects.filter(note=waiting, state=Delivery.State.DELIVERED).exists(), timeout=90
+        )
+        delivery_sweep()
+        copies = ehr.copies()
+        assert copies[("urn:psyfi-review:demo:note-id", f"{waiting.lineage}:1")] == 1
+        assert len(ehr.documents) == 2
+        stored = next(d for d in ehr.documents if d["identifier"][0]["value"] == f"{waiting.lineage}:1")
+        assert stored["authenticator"]["display"].startswith(world.colleague.first_name)
+    finally:
+        ehr.stop()
