@@ -29,6 +29,10 @@ LATEST_SESSION_AHEAD = timedelta(days=1)
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:~+=@-]{1,150}$")
 KEY_MESSAGE = "Use 1 to 150 characters from A-Z a-z 0-9 . _ : ~ + = @ -"
 
+# CPT: five characters, four digits then a digit (Category I) or a letter (Category II/III, e.g. 0591T).
+CPT_PATTERN = re.compile(r"^[0-9]{4}[0-9A-Z]$")
+CPT_MESSAGE = "A CPT code is five characters: four digits, then a digit or a capital letter (e.g. 90834)."
+
 # C0 controls except tab, newline and carriage return; DEL; C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -227,6 +231,31 @@ class DraftInputSerializer(ContentFieldsMixin):
     session = SessionSerializer()
     model = ModelInfoSerializer()
     transcript_ref = StrictCharField(required=False, max_length=500)
+    cpt_code = StrictCharField(
+        required=False,
+        trim_whitespace=False,
+        help_text="The CPT code the scribe proposes for the session (e.g. 90834). Checked against the duration "
+        "and session type, with the note's medical-necessity elements; a mismatch is a flag, not a refusal.",
+    )
+    cpt_add_on_codes = serializers.ListField(
+        child=StrictCharField(trim_whitespace=False),
+        required=False,
+        max_length=10,
+        help_text='Add-on codes, one entry per unit (e.g. ["90785"], or 90840 twice for two crisis units).',
+    )
+
+    def validate_cpt_code(self, value: str) -> str:
+        if not CPT_PATTERN.match(value):
+            raise serializers.ValidationError(CPT_MESSAGE)
+        return value
+
+    def validate_cpt_add_on_codes(self, value: list[str]) -> list[str]:
+        bad = [code for code in value if not CPT_PATTERN.match(code)]
+        if bad:
+            raise serializers.ValidationError(f"{CPT_MESSAGE} Not valid: {', '.join(bad[:3])}.")
+        if value and "cpt_code" not in self.initial_data:
+            raise serializers.ValidationError("Add-on codes need a primary `cpt_code`.")
+        return value
 
     def validate_draft_id(self, value: str) -> str:
         if not KEY_PATTERN.match(value):

@@ -53,6 +53,7 @@ from notes.models import (
     Practice,
     TemplateSection,
 )
+from notes.payer_checks import payer_findings
 from notes.risk_services import note_section_risk_rescan
 from notes.roles import Role, membership_of
 from notes.vocabulary import InterventionVocabulary
@@ -467,6 +468,8 @@ def draft_ingest(
     has_consent: bool | None = None,
     vocabulary: InterventionVocabulary | None = None,
     audit_detail: dict | None = None,
+    cpt_code: str = "",
+    cpt_add_on_codes: list[str] = (),
 ) -> Note:
     """Store the AI payload verbatim and map it onto a note awaiting review.
 
@@ -499,6 +502,8 @@ def draft_ingest(
         external_id=external_id,
         vocabulary=vocabulary,
         audit_detail=audit_detail,
+        cpt_code=cpt_code,
+        cpt_add_on_codes=cpt_add_on_codes,
     )
     return note
 
@@ -518,6 +523,8 @@ def drafts_ingest(
     external_id: str = "",
     vocabulary: InterventionVocabulary | None = None,
     audit_detail: dict | None = None,
+    cpt_code: str = "",
+    cpt_add_on_codes: list[str] = (),
 ) -> list[Note]:
     """draft_ingest for the drafts of one session at once (a group session:
     one per participant), all or none, in the order given.
@@ -527,7 +534,8 @@ def drafts_ingest(
     (notes.mapping.shared_text_scans), as is its search for other members'
     names; each draft still gets its own
     mapping, consent check and note.draft audit event. Raises IntegrityError
-    when an idempotency key was used before.
+    when an idempotency key was used before. A CPT code (session-wide) is kept
+    on each draft and checked by notes.payer_checks, in memory.
     """
     # Each row is written with its history row in one statement (audit.history_writes).
     stored = _create_all_with_history(
@@ -546,6 +554,8 @@ def drafts_ingest(
                 session_type=session_type,
                 external_id=external_id,
                 idempotency_key=d.idempotency_key,
+                cpt_code=cpt_code,
+                cpt_add_on_codes=list(cpt_add_on_codes),
             )
             for d in drafts
         ],
@@ -615,6 +625,17 @@ def drafts_ingest(
             )
             for f in m.flags
         ]
+        # --- payer checks (issue 15): pure, no query, so a group adds none per member.
+        note.new_flags += [
+            Flag(note=note, kind=f.kind, field=f.field, value=f.value, message=f.message, suggestions=f.suggestions)
+            for f in payer_findings(
+                payload=note.draft.payload,
+                cpt_code=cpt_code,
+                add_on_codes=list(cpt_add_on_codes),
+                minutes=session_duration_minutes,
+                session_type=session_type,
+            )
+        ]
     _create_all_with_history(Flag, [flag for note in notes for flag in note.new_flags])
     actor = actor_ai(ai_source, model_name=model_name, model_version=model_version)
     # One event per draft, as the audit design asks; the chain head, locked
@@ -629,7 +650,7 @@ def drafts_ingest(
             client=d.client,
             after={"draft": draft.pk, "sections": {s.key: s.text for s in m.sections}},
             detail={
-                "flags": len(m.flags),
+                "flags": len(note.new_flags),
                 "high_risk": m.high_risk,
                 "blocked": not has_consent,
                 **(audit_detail or {}),
