@@ -83,7 +83,7 @@ def test_the_review_page_form_saves_feedback_and_shows_it_again(world, login_as)
     feedback = DraftFeedback.objects.get()
     assert (feedback.rating, feedback.reasons) == (3, ["wrong_section"])
     page = client.get(f"/notes/{note.pk}/review/").content.decode()
-    assert 'value="3" checked' in page and "Plan in Objective" in page
+    assert 'value="3" checked' in page and 'value="wrong_section" checked' in page and "Plan in Objective" in page
 
 
 def test_a_colleague_posting_feedback_on_someone_elses_note_gets_a_404(world, login_as):
