@@ -74,6 +74,16 @@ def membership_supervision_set(*, membership: Membership, pre_licensed: bool, su
         raise DomainError(
             "This clinician supervises others; name another supervisor for them first.", field="pre_licensed"
         )
+    if not pre_licensed:
+        # Notes signed while pre-licensed still need a co-signature; without a
+        # supervisor on record nobody could give it, and they would never leave.
+        waiting = Note.objects.filter(clinician_id=membership.user_id, state=S.AWAITING_COSIGN).count()
+        if waiting:
+            raise DomainError(
+                f"{waiting} note{'s' if waiting > 1 else ''} of this clinician still await{'' if waiting > 1 else 's'} "
+                "co-signature; keep a supervisor on record until they are co-signed or returned.",
+                field="pre_licensed",
+            )
     before = {"pre_licensed": membership.pre_licensed, "supervisor": membership.supervisor_id}
     membership.pre_licensed = pre_licensed
     membership.supervisor = supervisor if pre_licensed else None

@@ -331,3 +331,21 @@ def test_with_a_real_worker_an_awaiting_note_is_never_delivered_and_a_cosigned_o
         assert stored["authenticator"]["display"].startswith(world.colleague.first_name)
     finally:
         ehr.stop()
+
+
+def test_a_new_supervisor_sees_the_notes_already_waiting_and_licensing_waits_for_them(world):
+    supervise(world)
+    note = awaiting(world)
+    newcomer = member_factory(world.practice).user
+    supervise(world, supervisor=newcomer)
+    with pytest.raises(NotPermitted):
+        note_cosign(note=note, actor=world.colleague, step_up_at=fresh_step_up())
+    with pytest.raises(DomainError, match="1 note of this clinician still awaits co-signature"):
+        membership_supervision_set(
+            membership=world.clinician.membership, pre_licensed=False, supervisor=None, actor=world.admin
+        )
+    assert note_cosign(note=note, actor=newcomer, step_up_at=fresh_step_up()).state == Note.State.SIGNED
+    membership_supervision_set(
+        membership=world.clinician.membership, pre_licensed=False, supervisor=None, actor=world.admin
+    )
+    assert Membership.objects.get(user=world.clinician).supervisor is None
