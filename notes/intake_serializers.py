@@ -8,6 +8,7 @@ Draft keeps, and notes/mapping.py places or flags every extra field.
 import re
 from datetime import UTC, datetime, timedelta
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
@@ -234,25 +235,27 @@ class DraftInputSerializer(ContentFieldsMixin):
     cpt_code = StrictCharField(
         required=False,
         trim_whitespace=False,
+        validators=[RegexValidator(CPT_PATTERN, CPT_MESSAGE)],
         help_text="The CPT code the scribe proposes for the session (e.g. 90834). Checked against the duration "
         "and session type, with the note's medical-necessity elements; a mismatch is a flag, not a refusal.",
     )
     cpt_add_on_codes = serializers.ListField(
-        child=StrictCharField(trim_whitespace=False),
+        child=StrictCharField(trim_whitespace=False, validators=[RegexValidator(CPT_PATTERN, CPT_MESSAGE)]),
         required=False,
         max_length=10,
         help_text='Add-on codes, one entry per unit (e.g. ["90785"], or 90840 twice for two crisis units).',
     )
 
+    # The pattern (kept in the schema) lets Python's "$" match before a final
+    # newline; fullmatch does not, so "90834\n" never reaches the 5-character column.
     def validate_cpt_code(self, value: str) -> str:
-        if not CPT_PATTERN.match(value):
+        if not CPT_PATTERN.fullmatch(value):
             raise serializers.ValidationError(CPT_MESSAGE)
         return value
 
     def validate_cpt_add_on_codes(self, value: list[str]) -> list[str]:
-        bad = [code for code in value if not CPT_PATTERN.match(code)]
-        if bad:
-            raise serializers.ValidationError(f"{CPT_MESSAGE} Not valid: {', '.join(bad[:3])}.")
+        if any(not CPT_PATTERN.fullmatch(code) for code in value):
+            raise serializers.ValidationError(CPT_MESSAGE)
         if value and "cpt_code" not in self.initial_data:
             raise serializers.ValidationError("Add-on codes need a primary `cpt_code`.")
         return value

@@ -137,6 +137,7 @@ def test_a_draft_without_a_cpt_code_gets_no_payer_flags(world):
         (90834, "Not a valid string"),
         ("9083", "five characters"),
         ("90834 ", "five characters"),
+        ("90834\n", "five characters"),
         ("", "may not be blank"),
     ],
 )
