@@ -23,6 +23,20 @@ class FeedbackPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_size(self, request) -> int:
+        # DRF falls back to the default on a malformed size; a scribe that
+        # sent one should hear about it instead (a 400 with the field).
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise exceptions.ValidationError({"page_size": [f"Use a whole number from 1 to {self.max_page_size}."]})
+        return min(size, self.max_page_size)
+
 
 class FeedbackSerializer(serializers.ModelSerializer):
     draft_id = serializers.IntegerField(help_text="Our draft id (the `id` POST /api/v1/drafts answered with)")
@@ -79,7 +93,9 @@ class FeedbackListApi(IntakeApiView, generics.ListAPIView):
         ],
         responses={
             200: FeedbackSerializer(many=True),
-            400: OpenApiResponse(ErrorSerializer, description="`updated_since` is not a time with an offset"),
+            400: OpenApiResponse(
+                ErrorSerializer, description="`updated_since` is not a time with an offset, or a bad `page_size`"
+            ),
             404: OpenApiResponse(ErrorSerializer, description="No such page"),
             **{k: _ERRORS[k] for k in (401, 403, 406, 429)},
         },

@@ -60,6 +60,8 @@ def test_feedback_comes_in_pages_oldest_first(world):
     assert first["next"] and "page=2" in first["next"]
     last = get(key, page_size=2, page=3).json()
     assert [i["id"] for i in last["results"]] == [made[4].pk] and last["next"] is None
+    bad_size = get(key, page_size="ten")
+    assert bad_size.status_code == 400 and "page_size" in bad_size.json()["errors"]
     missing = get(key, page=9)
     assert missing.status_code == 404 and "detail" in missing.json()
 
