@@ -25,7 +25,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.models import Invitation
 from audit.services import Actor, actor_person, actor_system, audit_record
 from notes.errors import DomainError, NotPermitted
-from notes.models import Membership, Practice
+from notes.models import Membership, Note, Practice
 from notes.roles import Role, membership_of
 
 INVITATION_TTL = timedelta(days=7)
@@ -512,6 +512,16 @@ def member_clinician_details_update(
     _check_supervisor(membership.practice, supervisor)
     if pre_licensed and Membership.objects.filter(supervisor=membership.user, is_active=True).exists():
         raise DomainError("This clinician supervises others, so cannot be pre-licensed.", field="pre_licensed")
+    if membership.pre_licensed and not pre_licensed:
+        # Notes signed while pre-licensed still need their co-signature
+        # (notes.cosign_services); licensed now, nobody would be asked for it.
+        waiting = Note.objects.filter(clinician_id=membership.user_id, state=Note.State.AWAITING_COSIGN).count()
+        if waiting:
+            raise DomainError(
+                f"{waiting} note(s) of this clinician still await co-signature; keep them pre-licensed with a "
+                "supervisor until those are co-signed or returned.",
+                field="pre_licensed",
+            )
     fields = ("credentials", "licence_type", "pre_licensed", "supervisor_id")
     before = {f: getattr(membership, f) for f in fields}
     membership.credentials = credentials.strip()

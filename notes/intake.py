@@ -282,6 +282,8 @@ def draft_intake(
             model_name=model["name"],
             model_version=model.get("version", ""),
             external_id=data.get("draft_id", ""),
+            cpt_code=data.get("cpt_code", ""),
+            cpt_add_on_codes=data.get("cpt_add_on_codes", []),
             vocabulary=vocabulary,
             audit_detail=audit_detail,
         )

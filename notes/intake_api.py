@@ -153,7 +153,7 @@ class FlagSummarySerializer(serializers.Serializer):
     by_kind = serializers.DictField(child=serializers.IntegerField())
 
 
-STATE_CHOICES = ["draft", "in_review", "signed", "delivered", "discarded", "blocked"]
+STATE_CHOICES = ["draft", "in_review", "awaiting_cosign", "signed", "delivered", "discarded", "blocked"]
 
 
 class DraftResultSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ Draft keeps, and notes/mapping.py places or flags every extra field.
 import re
 from datetime import UTC, datetime, timedelta
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers, validators
@@ -28,6 +29,10 @@ LATEST_SESSION_AHEAD = timedelta(days=1)
 # "/" is ours: a group session's per-participant drafts are keyed "<key>/<client>".
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:~+=@-]{1,150}$")
 KEY_MESSAGE = "Use 1 to 150 characters from A-Z a-z 0-9 . _ : ~ + = @ -"
+
+# CPT: five characters, four digits then a digit (Category I) or a letter (Category II/III, e.g. 0591T).
+CPT_PATTERN = re.compile(r"^[0-9]{4}[0-9A-Z]$")
+CPT_MESSAGE = "A CPT code is five characters: four digits, then a digit or a capital letter (e.g. 90834)."
 
 # C0 controls except tab, newline and carriage return; DEL; C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -238,6 +243,33 @@ class DraftInputSerializer(ContentFieldsMixin):
     session = SessionSerializer()
     model = ModelInfoSerializer()
     transcript_ref = StrictCharField(required=False, max_length=500)
+    cpt_code = StrictCharField(
+        required=False,
+        trim_whitespace=False,
+        validators=[RegexValidator(CPT_PATTERN, CPT_MESSAGE)],
+        help_text="The CPT code the scribe proposes for the session (e.g. 90834). Checked against the duration "
+        "and session type, with the note's medical-necessity elements; a mismatch is a flag, not a refusal.",
+    )
+    cpt_add_on_codes = serializers.ListField(
+        child=StrictCharField(trim_whitespace=False, validators=[RegexValidator(CPT_PATTERN, CPT_MESSAGE)]),
+        required=False,
+        max_length=10,
+        help_text='Add-on codes, one entry per unit (e.g. ["90785"], or 90840 twice for two crisis units).',
+    )
+
+    # The pattern (kept in the schema) lets Python's "$" match before a final
+    # newline; fullmatch does not, so "90834\n" never reaches the 5-character column.
+    def validate_cpt_code(self, value: str) -> str:
+        if not CPT_PATTERN.fullmatch(value):
+            raise serializers.ValidationError(CPT_MESSAGE)
+        return value
+
+    def validate_cpt_add_on_codes(self, value: list[str]) -> list[str]:
+        if any(not CPT_PATTERN.fullmatch(code) for code in value):
+            raise serializers.ValidationError(CPT_MESSAGE)
+        if value and "cpt_code" not in self.initial_data:
+            raise serializers.ValidationError("Add-on codes need a primary `cpt_code`.")
+        return value
 
     def validate_draft_id(self, value: str) -> str:
         if not KEY_PATTERN.match(value):

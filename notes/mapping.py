@@ -42,6 +42,9 @@ ENVELOPE_FIELDS = (
     "draft_id",
     "schema_version",
     "template",
+    # Billing, checked by notes.payer_checks; not note content.
+    "cpt_code",
+    "cpt_add_on_codes",
 )
 
 FIELD_LABELS = {

@@ -266,6 +266,10 @@ class Draft(models.Model):
     session_start = models.DateTimeField()
     session_duration_minutes = models.PositiveIntegerField()
     session_type = models.CharField(max_length=12, choices=SessionType.choices, default=SessionType.INDIVIDUAL)
+    # The billing code the scribe proposes (notes.payer_checks checks it
+    # against the duration); add-on codes once per unit ("90840" twice = 2 units).
+    cpt_code = models.CharField(max_length=5, blank=True)
+    cpt_add_on_codes = models.JSONField(default=list, blank=True)
     external_id = models.CharField(max_length=200, blank=True, help_text="The scribe's own draft id")
     idempotency_key = models.CharField(max_length=200, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
@@ -300,6 +304,9 @@ class Note(models.Model):
     class State(models.TextChoices):
         DRAFT = "draft", "Draft"
         IN_REVIEW = "in_review", "In review"
+        # Signed by a pre-licensed clinician; the content is fixed, and nothing
+        # leaves until their supervisor co-signs (notes.cosign_services).
+        AWAITING_COSIGN = "awaiting_cosign", "Awaiting co-signature"
         SIGNED = "signed", "Signed"
         AMENDED = "amended", "Amended"
         DISCARDED = "discarded", "Discarded"
@@ -320,7 +327,7 @@ class Note(models.Model):
         NO_CONSENT = "no_consent", "No consent when the draft arrived"
         CONSENT_REVOKED = "consent_revoked", "Consent revoked while the draft was open"
 
-    state = models.CharField(max_length=12, choices=State.choices, default=State.DRAFT)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.DRAFT)
     high_risk = models.BooleanField(default=False)
     blocked_reason = models.CharField(
         max_length=200, blank=True, help_text="Why this note cannot be signed (e.g. no consent)"
@@ -333,6 +340,13 @@ class Note(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     content_hash = models.CharField(max_length=64, blank=True)
+    cosigned_at = models.DateTimeField(null=True, blank=True)
+    cosigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # The supervisor's last comment when returning the note for edits; shown
+    # to the clinician on the review page until the note is signed again.
+    cosign_returned_comment = models.TextField(blank=True)
     discarded_reason = models.TextField(blank=True)
     review_seconds = models.PositiveIntegerField(default=0, help_text="Active review time")
     history = HistoricalRecords(history_manager=CachedHistoryManager)
@@ -341,9 +355,15 @@ class Note(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["lineage", "version"], name="note_unique_lineage_version"),
             models.CheckConstraint(
-                condition=~Q(state__in=["signed", "amended"])
+                condition=~Q(state__in=["signed", "amended", "awaiting_cosign"])
                 | (Q(signed_at__isnull=False) & Q(signed_by__isnull=False) & ~Q(content_hash="")),
                 name="note_signed_has_signature",
+            ),
+            # A co-signature is a supervisor's, never the signer's own.
+            models.CheckConstraint(
+                condition=Q(cosigned_by__isnull=True)
+                | (~Q(cosigned_by=models.F("signed_by")) & Q(cosigned_at__isnull=False)),
+                name="note_cosigned_by_another",
             ),
             models.CheckConstraint(
                 condition=~Q(state="discarded") | ~Q(discarded_reason=""),
@@ -408,6 +428,9 @@ class Flag(models.Model):
         UNKNOWN_INTERVENTION = "unknown_intervention", "Intervention not in the practice vocabulary"
         RISK = "risk", "Risk item to acknowledge"
         OTHER_PARTICIPANT = "other_participant", "Another group member named"
+        # Payer checks (notes.payer_checks): raised at intake when a CPT code is posted.
+        CPT_CODE = "cpt_code", "CPT code does not fit the session"
+        MEDICAL_NECESSITY = "medical_necessity", "Medical-necessity element missing"
 
     note = models.ForeignKey(Note, on_delete=models.CASCADE, related_name="flags")
     kind = models.CharField(max_length=24, choices=Kind.choices)
@@ -499,3 +522,39 @@ class AISourceKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     history = HistoricalRecords(history_manager=CachedHistoryManager)
+
+
+class DraftFeedback(models.Model):
+    """A clinician's rating of one AI draft, read by the scribe vendor through
+    GET /api/v1/feedback. Holds no PHI by design: the vendor gets the draft id
+    and these fields only (the comment's help text asks for none)."""
+
+    class Reason(models.TextChoices):
+        OMISSION = "omission", "Omission"
+        HALLUCINATION = "hallucination", "Hallucination or unsupported statement"
+        WRONG_SECTION = "wrong_section", "Wrong section"
+        TONE = "tone", "Tone"
+        OTHER = "other", "Other"
+
+    draft = models.ForeignKey(Draft, on_delete=models.PROTECT, related_name="feedback")
+    # Copied from the draft, so the vendor's list is one index scan.
+    ai_source = models.ForeignKey(AISource, on_delete=models.PROTECT, related_name="feedback")
+    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1 (poor) to 5 (excellent)")
+    reasons = models.JSONField(default=list, blank=True)
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["draft", "clinician"], name="feedback_one_per_draft_and_clinician"),
+            models.CheckConstraint(
+                condition=Q(rating__isnull=True) | Q(rating__gte=1, rating__lte=5), name="feedback_rating_1_to_5"
+            ),
+        ]
+        indexes = [
+            # GET /api/v1/feedback: one AI source's feedback, in id order.
+            models.Index(fields=["ai_source", "id"], name="feedback_source_idx"),
+        ]

@@ -27,7 +27,7 @@ from notes import review_services, selectors, services
 from notes.errors import DomainError, SectionConflict
 from notes.forms import ReasonForm, StepUpForm
 from notes.mapping import _as_text, code_corrections
-from notes.models import Flag, Note, TemplateSection
+from notes.models import DraftFeedback, Flag, Note, TemplateSection
 from notes.review_diff import text_diff
 from notes.roles import Role, membership_of
 from notes.views import member_required
@@ -248,6 +248,9 @@ def _render_review(
             if note.state == Note.State.SIGNED
             else None,
             "errors": errors,
+            # Issue 15: the clinician's own feedback on the AI draft (one row at most).
+            "feedback": DraftFeedback.objects.filter(draft_id=note.draft_id, clinician=request.user).first(),
+            "feedback_reasons": DraftFeedback.Reason.choices,
             "ehr_status": ehr.get(note.pk),
             "earlier_ehr_status": ehr.get(note.amends_id),
         },

@@ -247,3 +247,28 @@ def note_edit_events_for_user(*, user, note: Note) -> QuerySet[AuditEvent]:
     signatures), for the version history page."""
     versions = note_versions_for_user(user=user, note=note).values("pk")
     return AuditEvent.objects.filter(note_id__in=versions).exclude(action="phi.view").order_by("seq")
+
+
+def cosign_queue_for_user(*, user) -> QuerySet[Note]:
+    """Notes waiting for this supervisor's co-signature: those of the
+    clinicians whose membership names them supervisor (read now, so a newly
+    named supervisor sees what already waits), oldest signature first."""
+    membership = membership_of(user)
+    if membership is None or membership.role != Role.CLINICIAN or membership.pre_licensed:
+        return Note.objects.none()
+    return (
+        Note.objects.filter(
+            practice_id=membership.practice_id,
+            state=Note.State.AWAITING_COSIGN,
+            clinician__membership__supervisor=user,
+        )
+        .select_related("client", "clinician", "signed_by", "draft__ai_source", "template_version__template")
+        .order_by("signed_at", "pk")
+    )
+
+
+def cosign_note_get_for_user(*, user, note_id: int) -> Note:
+    note = cosign_queue_for_user(user=user).filter(pk=note_id).first()
+    if note is None:
+        raise Http404("No such note awaiting your co-signature.")
+    return note

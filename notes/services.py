@@ -52,6 +52,7 @@ from notes.models import (
     Practice,
     TemplateSection,
 )
+from notes.payer_checks import payer_findings
 from notes.risk_services import note_section_risk_rescan
 from notes.roles import Role, membership_of
 from notes.vocabulary import InterventionVocabulary
@@ -69,6 +70,10 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     # Amending leaves the signed note as it is until the amendment is signed.
     "amend": {S.SIGNED: S.SIGNED},
     "supersede": {S.SIGNED: S.AMENDED},
+    # Co-signature (notes.cosign_services): a pre-licensed clinician's "sign"
+    # goes IN_REVIEW -> AWAITING_COSIGN instead of SIGNED.
+    "cosign": {S.AWAITING_COSIGN: S.SIGNED},
+    "return_cosign": {S.AWAITING_COSIGN: S.IN_REVIEW},
 }
 
 _ACTION_WORDS = {
@@ -79,6 +84,8 @@ _ACTION_WORDS = {
     "discard": "discarded",
     "amend": "amended",
     "supersede": "superseded",
+    "cosign": "co-signed",
+    "return_cosign": "returned",
 }
 
 
@@ -460,6 +467,8 @@ def draft_ingest(
     has_consent: bool | None = None,
     vocabulary: InterventionVocabulary | None = None,
     audit_detail: dict | None = None,
+    cpt_code: str = "",
+    cpt_add_on_codes: list[str] = (),
 ) -> Note:
     """Store the AI payload verbatim and map it onto a note awaiting review.
 
@@ -492,6 +501,8 @@ def draft_ingest(
         external_id=external_id,
         vocabulary=vocabulary,
         audit_detail=audit_detail,
+        cpt_code=cpt_code,
+        cpt_add_on_codes=cpt_add_on_codes,
     )
     return note
 
@@ -511,6 +522,8 @@ def drafts_ingest(
     external_id: str = "",
     vocabulary: InterventionVocabulary | None = None,
     audit_detail: dict | None = None,
+    cpt_code: str = "",
+    cpt_add_on_codes: list[str] = (),
 ) -> list[Note]:
     """draft_ingest for the drafts of one session at once (a group session:
     one per participant), all or none, in the order given.
@@ -520,7 +533,8 @@ def drafts_ingest(
     (notes.mapping.shared_text_scans), as is its search for other members'
     names; each draft still gets its own
     mapping, consent check and note.draft audit event. Raises IntegrityError
-    when an idempotency key was used before.
+    when an idempotency key was used before. A CPT code (session-wide) is kept
+    on each draft and checked by notes.payer_checks, in memory.
     """
     # Each row is written with its history row in one statement (audit.history_writes).
     stored = _create_all_with_history(
@@ -539,6 +553,8 @@ def drafts_ingest(
                 session_type=session_type,
                 external_id=external_id,
                 idempotency_key=d.idempotency_key,
+                cpt_code=cpt_code,
+                cpt_add_on_codes=list(cpt_add_on_codes),
             )
             for d in drafts
         ],
@@ -608,6 +624,17 @@ def drafts_ingest(
             )
             for f in m.flags
         ]
+        # --- payer checks (issue 15): pure, no query, so a group adds none per member.
+        note.new_flags += [
+            Flag(note=note, kind=f.kind, field=f.field, value=f.value, message=f.message, suggestions=f.suggestions)
+            for f in payer_findings(
+                payload=note.draft.payload,
+                cpt_code=cpt_code,
+                add_on_codes=list(cpt_add_on_codes),
+                minutes=session_duration_minutes,
+                session_type=session_type,
+            )
+        ]
     _create_all_with_history(Flag, [flag for note in notes for flag in note.new_flags])
     actor = actor_ai(ai_source, model_name=model_name, model_version=model_version)
     # One event per draft, as the audit design asks; the chain head, locked
@@ -622,7 +649,7 @@ def drafts_ingest(
             client=d.client,
             after={"draft": draft.pk, "sections": {s.key: s.text for s in m.sections}},
             detail={
-                "flags": len(m.flags),
+                "flags": len(note.new_flags),
                 "high_risk": m.high_risk,
                 "blocked": not has_consent,
                 **(audit_detail or {}),
@@ -768,11 +795,15 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     """Sign the note, and in the same transaction write its Delivery row.
 
     Raises SignBlocked when flags are open, the client has no active consent or
-    the note is blocked; StepUpRequired when the last OTP step-up is older than
-    the practice's step-up window (Practice.step_up_window).
+    the note is blocked, or the signer is pre-licensed without a supervisor;
+    StepUpRequired when the last OTP step-up is older than the practice's
+    step-up window (Practice.step_up_window). A pre-licensed clinician's note
+    goes to AWAITING_COSIGN instead, with no delivery and no supersede:
+    notes.cosign_services.note_cosign does both.
     """
     from audit.attribution import note_attribution_record
     from integrations.services import delivery_create_for_note
+    from notes.cosign_services import cosigner_for_signing
 
     now = now or timezone.now()
     note = _lock(note)
@@ -789,13 +820,21 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     open_flags = note.flags.filter(resolved_at__isnull=True).count()
     if open_flags:
         raise SignBlocked(f"Resolve the {open_flags} open flag{'s' if open_flags > 1 else ''} before signing.")
+    # --- co-signature: a pre-licensed signer's note waits for the supervisor.
+    cosigner = cosigner_for_signing(actor=actor)
+    if cosigner is not None:
+        new_state = S.AWAITING_COSIGN
+    # ---
     note.state = new_state
     note.signed_at = now
     note.signed_by = actor
     note.content_hash = note_content_hash(note)
+    note.cosign_returned_comment = ""
     note_attribution_record(note=note)  # AI vs clinician share of the text, kept with the signature
-    note.save(update_fields=["state", "signed_at", "signed_by", "content_hash", "updated_at"])
-    if note.amends_id:
+    note.save(
+        update_fields=["state", "signed_at", "signed_by", "content_hash", "cosign_returned_comment", "updated_at"]
+    )
+    if note.amends_id and cosigner is None:
         _note_supersede(note=note.amends, by=note, actor=actor)
     audit_record(
         practice=note.practice,
@@ -806,9 +845,15 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
         client=note.client,
         before={"state": S.IN_REVIEW},
         after={"state": new_state, "content_hash": note.content_hash, "signed_at": now},
-        detail={"version": note.version, "template_version": note.template_version_id, "step_up_at": step_up_at},
+        detail={
+            "version": note.version,
+            "template_version": note.template_version_id,
+            "step_up_at": step_up_at,
+            **({"awaiting_cosign_by": cosigner.pk} if cosigner is not None else {}),
+        },
     )
-    delivery_create_for_note(note=note)
+    if cosigner is None:  # a co-signed note's delivery is written by note_cosign
+        delivery_create_for_note(note=note)
     return note
 
 

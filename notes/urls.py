@@ -1,6 +1,6 @@
 from django.urls import include, path, re_path
 
-from notes import api, intake_api, views
+from notes import api, feedback_api, intake_api, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("clients/<int:client_id>/consent/", views.client_consent, name="client_consent"),
     path("audit/", views.audit_log, name="audit_log"),
     path("", include("notes.review_urls")),
+    path("", include("notes.cosign_urls")),
+    path("", include("notes.feedback_urls")),
 ]
 
 api_urlpatterns = [
@@ -23,4 +25,5 @@ api_urlpatterns = [
     path("drafts", intake_api.DraftCreateApi.as_view(), name="api_draft_create"),
     # Any segment, so a malformed id gets the API's JSON 404, not the HTML one.
     re_path(r"^drafts/(?P<draft_id>[^/]+)$", intake_api.DraftDetailApi.as_view(), name="api_draft_detail"),
+    path("feedback", feedback_api.FeedbackListApi.as_view(), name="api_feedback_list"),
 ]

@@ -44,6 +44,14 @@ class NoteInput:
     clinician_family_name: str = ""
     clinician_given_name: str = ""
     clinician_credentials: str = ""
+    # The supervisor who co-signed a pre-licensed clinician's note (issue 15):
+    # named beside the signer in the attestation, FHIR authenticator, HL7 TXA-10/22.
+    cosigner_name: str = ""
+    cosigner_ehr_id: str = ""
+    cosigner_family_name: str = ""
+    cosigner_given_name: str = ""
+    cosigner_credentials: str = ""
+    cosigned_at: datetime | None = None
     amends_ehr_id: str = ""
     amends_version_id: str = ""
     amendment_reason: str = ""
@@ -133,6 +141,9 @@ def render_text(note: NoteInput, mapping: dict) -> str:
 
 def attestation_line(note: NoteInput) -> str:
     when = note.signed_at.strftime("%Y-%m-%d %H:%M UTC")
-    return (
+    line = (
         f"Drafted with AI assistance ({note.model_label}); reviewed, edited and signed by {note.clinician_name}, {when}"
     )
+    if note.cosigner_name and note.cosigned_at is not None:
+        line += f"; co-signed by supervisor {note.cosigner_name}, {note.cosigned_at.strftime('%Y-%m-%d %H:%M UTC')}"
+    return line

@@ -34,6 +34,15 @@ def attachment_hash(data_b64: str) -> str:
     return base64.b64encode(hashlib.sha1(base64.b64decode(data_b64)).digest()).decode()  # noqa: S324 - FHIR mandates SHA-1
 
 
+def _cosigner(note: NoteInput) -> dict | None:
+    if not note.cosigner_name:
+        return None
+    reference = {"display": note.cosigner_name}
+    if note.cosigner_ehr_id:
+        reference["reference"] = f"Practitioner/{note.cosigner_ehr_id}"
+    return reference
+
+
 def documentreference_build(note: NoteInput, mapping: dict, *, now: datetime) -> dict:
     """The DocumentReference for one signed note version. Raises
     PayloadInvalid if the result would not pass our checks."""
@@ -59,7 +68,8 @@ def documentreference_build(note: NoteInput, mapping: dict, *, now: datetime) ->
         "subject": {"reference": f"Patient/{note.patient_ehr_id}"},
         "date": _instant(note.signed_at),
         "author": [author],
-        "authenticator": dict(author),
+        # The legal authenticator: the supervisor when the note needed a co-signature.
+        "authenticator": _cosigner(note) or dict(author),
         "content": [
             {
                 "attachment": {

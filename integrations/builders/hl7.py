@@ -128,7 +128,21 @@ def mdm_build(
     msg.txa.txa_18 = "R"
     msg.txa.txa_19 = "AV"
     # TXA-22 is a PPN: the XCN's 14 components, then 15 the time signed.
-    msg.txa.txa_22 = "^".join([*xcn, *[""] * (14 - len(xcn)), signed])
+    authenticators = ["^".join([*xcn, *[""] * (14 - len(xcn)), signed])]
+    if note.cosigner_name and note.cosigned_at is not None:
+        # A co-signed note: the supervisor is the assigned authenticator
+        # (TXA-10) and the second authentication (TXA-22 repeats, "~").
+        cosigner = hl7_xcn(
+            ehr_id=note.cosigner_ehr_id,
+            family=note.cosigner_family_name,
+            given=note.cosigner_given_name,
+            degree=note.cosigner_credentials,
+        )
+        msg.txa.txa_10 = "^".join(cosigner)
+        authenticators.append("^".join([*cosigner, *[""] * (14 - len(cosigner)), _ts(note.cosigned_at)]))
+    msg.txa.txa_22 = authenticators[0]
+    for more in authenticators[1:]:
+        msg.txa.add_field("TXA_22").value = more  # a repetition; "~" in a value would be escaped
     layout = hl7_map.get("sections", {})
     for index, section in enumerate(note.sections, start=1):
         spec = layout.get(section.key) or {"code": section.key.upper(), "text": section.label, "system": "L"}

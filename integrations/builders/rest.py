@@ -90,6 +90,8 @@ def rest_build(note: NoteInput, mapping: dict, *, now: datetime) -> dict:
     _put(document, fields["patient_id"], note.patient_ehr_id)
     _put(document, fields["signed_at"], note.signed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"))
     _put(document, fields["clinician"], note.clinician_name)
+    if note.cosigner_name:
+        _put(document, fields.get("cosigner") or "cosigner.name", note.cosigner_name)
     _put(document, fields["attestation"], attestation_line(note))
     _put(document, fields["text"], render_text(note, mapping))
     unmapped: dict = {}

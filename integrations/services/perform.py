@@ -51,6 +51,25 @@ from notes.vocabulary import icd10_check
 S = Delivery.State
 
 
+def _cosigner_input(note) -> dict:
+    """NoteInput's co-signer fields: the supervisor of a co-signed note, as
+    the signer is named (stored name parts, credentials)."""
+    if note.cosigned_by_id is None:
+        return {}
+    user = note.cosigned_by
+    membership = Membership.objects.filter(user=user).first()
+    credentials = membership.credentials if membership else ""
+    name = user.get_full_name() or user.get_username()
+    return {
+        "cosigner_name": f"{name}, {credentials}" if credentials else name,
+        "cosigner_ehr_id": membership.ehr_practitioner_id if membership else "",
+        "cosigner_family_name": user.last_name or ("" if user.first_name else user.get_username()),
+        "cosigner_given_name": user.first_name,
+        "cosigner_credentials": credentials,
+        "cosigned_at": note.cosigned_at,
+    }
+
+
 def note_input(delivery: Delivery) -> NoteInput:
     """The plain data a builder needs, read from the database once."""
     note = delivery.note
@@ -71,6 +90,7 @@ def note_input(delivery: Delivery) -> NoteInput:
     name = signer.get_full_name() or signer.get_username()
     if membership and membership.credentials:
         name = f"{name}, {membership.credentials}"
+    cosigner = _cosigner_input(note)
     return NoteInput(
         lineage=note.lineage,
         version=note.version,
@@ -104,6 +124,7 @@ def note_input(delivery: Delivery) -> NoteInput:
         model_version=draft.model_version,
         ai_source_name=draft.ai_source.name,
         identifier_system=settings.PSYFI_IDENTIFIER_SYSTEM,
+        **cosigner,
         amends_ehr_id=amends_ehr_id,
         amends_version_id=amends_version,
         amendment_reason=note.amendment_reason,

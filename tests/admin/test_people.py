@@ -175,3 +175,32 @@ def test_clinician_details_refuse_a_missing_or_foreign_supervisor_and_non_clinic
         )
     membership.refresh_from_db()
     assert not membership.pre_licensed and membership.supervisor is None
+
+
+def test_a_clinician_with_notes_awaiting_co_signature_cannot_be_made_licensed(world):
+    # The admin's clinician form keeps the co-signature rule: notes signed
+    # while pre-licensed keep their supervisor until co-signed or returned.
+    from tests.factories import note_factory, note_sign_now
+
+    membership = world.colleague.membership
+    services.member_clinician_details_update(
+        membership=membership,
+        credentials="",
+        licence_type="",
+        pre_licensed=True,
+        supervisor=world.clinician,
+        actor=world.admin,
+    )
+    note = note_sign_now(note_factory(practice=world.practice, clinician=world.colleague), world.colleague)
+    assert note.state == "awaiting_cosign"
+    with pytest.raises(DomainError, match="await co-signature"):
+        services.member_clinician_details_update(
+            membership=membership,
+            credentials="",
+            licence_type="",
+            pre_licensed=False,
+            supervisor=None,
+            actor=world.admin,
+        )
+    membership.refresh_from_db()
+    assert membership.pre_licensed and membership.supervisor == world.clinician

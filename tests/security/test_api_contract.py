@@ -30,6 +30,7 @@ OPERATIONS = {
     "GET /api/v1/notes",
     "GET /api/v1/notes/{note_id}",
     "GET /api/v1/clients/{client_id}",
+    "GET /api/v1/feedback",  # issue 15: clinicians' feedback for the scribe vendor
 }
 
 
