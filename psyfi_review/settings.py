@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "notes",
     "integrations",
     "audit",
+    "practice_admin",
 ]
 
 MIDDLEWARE = [
