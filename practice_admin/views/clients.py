@@ -150,6 +150,7 @@ def client_import(request: HttpRequest) -> HttpResponse:
             form.add_error(None, exc.message)
         except DomainError as exc:
             form.add_error(None, exc.message)
+            status = 400
         if preview is not None and not preview.ok:
             status = 400
         csv_text = data.decode("utf-8-sig", errors="replace") if isinstance(data, bytes) else data
