@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from audit.models import AuditEvent
-from notes.models import Client, Flag, InterventionProposal, InterventionTerm, Note
+from notes.models import Client, DisclosureText, Flag, InterventionProposal, InterventionTerm, Note
 from notes.roles import Role, membership_of
 
 
@@ -247,3 +247,10 @@ def note_edit_events_for_user(*, user, note: Note) -> QuerySet[AuditEvent]:
     signatures), for the version history page."""
     versions = note_versions_for_user(user=user, note=note).values("pk")
     return AuditEvent.objects.filter(note_id__in=versions).exclude(action="phi.view").order_by("seq")
+
+
+def disclosure_version_current(*, practice_id: int) -> str:
+    """The practice's newest consent disclosure text version, as consents
+    name it ("v2"); "v1", the plain default, if none was added."""
+    newest = DisclosureText.objects.filter(practice_id=practice_id).order_by("-version").first()
+    return f"v{newest.version if newest else 1}"

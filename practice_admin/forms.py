@@ -73,11 +73,15 @@ class TemplateCreateForm(forms.Form):
 
 
 class SectionForm(forms.Form):
-    key = forms.CharField(max_length=50)
-    label = forms.CharField(max_length=100)
-    order = forms.IntegerField(min_value=1, max_value=999)
-    required = forms.BooleanField(required=False)
-    kind = forms.ChoiceField(choices=TemplateSection.Kind.choices)
+    # One table row per section: the column headings label the inputs for
+    # sighted users, aria-label for screen readers.
+    key = forms.CharField(max_length=50, widget=forms.TextInput(attrs={"aria-label": "Section key"}))
+    label = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"aria-label": "Section label"}))
+    order = forms.IntegerField(
+        min_value=1, max_value=999, widget=forms.NumberInput(attrs={"aria-label": "Section order"})
+    )
+    required = forms.BooleanField(required=False, widget=forms.CheckboxInput(attrs={"aria-label": "Required"}))
+    kind = forms.ChoiceField(choices=TemplateSection.Kind.choices, widget=forms.Select(attrs={"aria-label": "Kind"}))
 
 
 SectionFormSet = forms.formset_factory(SectionForm, extra=1, can_delete=True, max_num=40)

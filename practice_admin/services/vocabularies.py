@@ -64,12 +64,11 @@ def _names_check(*, practice_id: int, term: str, synonyms: list[str], exclude_pk
             taken[_norm(name)] = other.term
     for name in [term, *synonyms]:
         owner = taken.get(_norm(name))
-        if owner is not None:
-            what = "is the term" if _norm(owner) == _norm(name) else "is already a synonym of"
-            raise DomainError(
-                f"“{name}” {what} “{owner}”." if what != "is the term" else f"“{name}” is already a term.",
-                field="synonyms" if name != term else "term",
-            )
+        if owner is None:
+            continue
+        if _norm(owner) == _norm(name):
+            raise DomainError(f"“{name}” is already a term.", field="term" if name == term else "synonyms")
+        raise DomainError(f"“{name}” is already a synonym of “{owner}”.", field="term" if name == term else "synonyms")
 
 
 def _history_user(term: InterventionTerm, actor) -> None:

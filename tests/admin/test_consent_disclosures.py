@@ -136,3 +136,25 @@ def test_a_consent_date_in_the_future_is_refused(world, login_as):
     assert response.status_code == 400
     assert "The consent date is in the future." in response.content.decode()
     assert not ClientConsent.objects.filter(client=client).exists()
+
+
+def test_the_clinicians_consent_form_also_takes_the_guardian_and_offers_the_current_version(world, login_as):
+    DisclosureText.objects.create(practice=world.practice, version=2, text="Newer wording.")
+    child = client_factory(world.practice, world.clinician, consent=False, date_of_birth=date(2015, 2, 2))
+    clinician = login_as(world.clinician)
+    assert 'name="disclosure_version" value="v2"' in clinician.get(f"/clients/{child.pk}/").content.decode()
+    clinician.post(
+        f"/clients/{child.pk}/consent/",
+        {
+            "consented_on": "2026-01-05",
+            "disclosure_version": "v2",
+            "guardian_name": "Sam Lee",
+            "guardian_relationship": "father",
+        },
+    )
+    consent = ClientConsent.objects.get(client=child)
+    assert (consent.guardian_name, consent.disclosure_version, consent.recorded_by) == (
+        "Sam Lee",
+        "v2",
+        world.clinician,
+    )
