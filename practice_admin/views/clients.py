@@ -5,6 +5,7 @@ call a service, show its DomainError as a message or a field error."""
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.services import audit_phi_access
@@ -129,6 +130,7 @@ def consent_revoke(request: HttpRequest, client_id: int) -> HttpResponse:
     return redirect("practice_admin:client_detail", client_id=client.pk)
 
 
+@never_cache  # the preview carries the file's client list: not for any cache
 @admin_required
 @require_http_methods(["GET", "POST"])
 def client_import(request: HttpRequest) -> HttpResponse:

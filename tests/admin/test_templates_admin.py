@@ -203,3 +203,14 @@ def test_another_practices_template_is_unreachable(world, login_as):
     assert admin.post(f"/practice/templates/{theirs.pk}/v1/publish/").status_code == 404
     assert admin.get(f"/practice/templates/{theirs.pk}/v1/preview/").status_code == 404
     assert not NoteTemplateVersion.objects.filter(template=theirs, is_draft=True).exists()
+
+
+def test_discarding_a_draft_leaves_the_active_version_and_is_audited(world, login_as):
+    soap = NoteTemplate.objects.get(practice=world.practice, key="soap")
+    draft = svc.template_draft_start(actor=world.admin, template=soap)
+    response = login_as(world.admin).post(f"/practice/templates/{soap.pk}/v{draft.version}/discard/")
+    assert response.status_code == 302
+    assert list(soap.versions.values_list("version", "is_active", "is_draft")) == [(1, True, False)]
+    assert AuditEvent.objects.get(action="template.draft_discard").actor_user == world.admin
+    with pytest.raises(DomainError, match="published versions are kept"):
+        svc.template_draft_discard(actor=world.admin, version=soap.versions.get())

@@ -118,3 +118,14 @@ def test_another_practices_term_is_unreachable(world, login_as):
     assert admin.get(f"/practice/vocabulary/{theirs.pk}/").status_code == 404
     assert admin.post(f"/practice/vocabulary/{theirs.pk}/delete/").status_code == 404
     assert InterventionTerm.objects.filter(pk=theirs.pk, is_active=True).exists()
+
+
+def test_a_retired_term_can_be_made_active_again(world, login_as):
+    dbt = _term(world, "DBT")
+    vocab.term_active_set(actor=world.admin, term=dbt, active=False)
+    response = login_as(world.admin).post(f"/practice/vocabulary/{dbt.pk}/reactivate/")
+    assert response.status_code == 302
+    dbt.refresh_from_db()
+    assert dbt.is_active
+    assert practice_vocabulary(practice_id=world.practice.pk).resolve("dialectical behavior therapy") == "DBT"
+    assert AuditEvent.objects.get(action="vocabulary.term_reactivate").actor_user == world.admin
