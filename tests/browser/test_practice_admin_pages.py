@@ -2,6 +2,7 @@
 CSV (preview, then import), edits a template's draft and publishes it, and
 creates a scribe key and copies it. Screenshots go to test-artifacts/."""
 
+import json
 import re
 
 import pytest
@@ -113,3 +114,41 @@ def test_an_admin_creates_a_key_and_copies_it(world, live_server, page, artifact
     expect(page.get_by_role("link", name="intake guide")).to_have_attribute("href", "/practice/scribes/intake-guide/")
     page.screenshot(path=str(artifacts / "practice-admin-new-key.png"), full_page=True)
     assert _js_errors(page) == []
+
+
+def test_axe_finds_no_violations_on_the_practice_admin_pages(world, browser, quiet_server, artifacts):
+    from practice_admin.services.templates import template_draft_start
+    from tests.browser.test_accessibility import VENDOR, Checker
+    from tests.factories import client_factory, member_factory
+
+    axe_source = (VENDOR / "axe.min.js").read_text(encoding="utf-8")
+    admin = member_factory(world.practice, "practice_admin").user  # its own TOTP: the world admin's code stays unused
+    client = client_factory(world.practice, world.clinician, consent=False)
+    soap = NoteTemplate.objects.get(practice=world.practice, key="soap")
+    template_draft_start(actor=admin, template=soap)
+    source = ai_source_factory(world.practice)
+    found: dict[str, list] = {}
+    checker = Checker(browser, quiet_server, axe_source, found)
+    try:
+        page = checker.session(admin)
+        for label, path in [
+            ("clients", "/practice/clients/?q=Jordan"),
+            ("client", f"/practice/clients/{client.pk}/"),
+            ("client edit", f"/practice/clients/{client.pk}/edit/"),
+            ("client import", "/practice/clients/import/"),
+            ("disclosure", "/practice/consent-disclosure/"),
+            ("templates", "/practice/templates/"),
+            ("template draft editor", f"/practice/templates/{soap.pk}/"),
+            ("template diff", f"/practice/templates/{soap.pk}/diff/"),
+            ("template preview", f"/practice/templates/{soap.pk}/v2/preview/"),
+            ("vocabulary", "/practice/vocabulary/"),
+            ("scribes", "/practice/scribes/"),
+        ]:
+            checker.check(page, label, path)
+        page.goto(f"{quiet_server.url}/practice/scribes/")
+        page.get_by_role("button", name=f"Create a key for {source.name}").click()
+        checker.check(page, "new key")
+    finally:
+        checker.close()
+    failing = {label: v for label, v in found.items() if v}
+    assert failing == {}, json.dumps(failing, indent=2)
