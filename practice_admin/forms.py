@@ -109,7 +109,11 @@ class DraftSettingsForm(forms.Form):
 
 
 class PreviewForm(forms.Form):
-    sample = forms.CharField(widget=forms.Textarea(attrs={"rows": 14}), label="Sample AI output (JSON)")
+    # Well above a real draft's content fields; mapping a larger sample would
+    # only tie up the web worker.
+    sample = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14}), label="Sample AI output (JSON)", max_length=200_000
+    )
 
 
 class TermForm(forms.Form):

@@ -81,6 +81,7 @@ def test_an_admin_edits_a_draft_previews_it_and_publishes_it(world, live_server,
     last.locator("input[name$='-order']").fill("20")
     last.locator("input[name$='-key']").fill("homework")
     last.locator("input[name$='-label']").fill("Homework")
+    page.screenshot(path=str(artifacts / "practice-admin-template-draft.png"), full_page=True)
     page.get_by_role("button", name="Save draft").click()
     expect(page.locator(".messages")).to_contain_text("Draft v2 saved.")
     page.get_by_role("link", name="Preview a sample draft on v2").click()
