@@ -5,11 +5,13 @@ call a service, show its DomainError as a message or a field error."""
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.services import audit_phi_access
 from notes.errors import DomainError
+from notes.services import client_is_minor
 from practice_admin import selectors
 from practice_admin.access import admin_required
 from practice_admin.forms import ClientForm, ClientImportForm, ConsentRecordForm, DisclosureTextForm
@@ -75,6 +77,7 @@ def _detail(request: HttpRequest, client, consent_form, status: int = 200) -> Ht
             "client": client,
             "consents": client.consents.select_related("recorded_by", "revoked_by").order_by("-recorded_at"),
             "consent_form": consent_form,
+            "is_minor": client_is_minor(client=client, on=timezone.localdate()),
         },
         status=status,
     )

@@ -72,6 +72,7 @@ def test_recording_consent_keeps_date_method_version_and_recorder_and_unblocks_n
 def test_a_minors_consent_requires_and_records_the_guardian(world, login_as):
     child = client_factory(world.practice, world.clinician, consent=False, date_of_birth=date(2014, 6, 1))
     admin = login_as(world.admin)
+    assert "This client is under 18" in admin.get(f"/practice/clients/{child.pk}/").content.decode()
     form = {"consented_on": "2026-01-05", "method": "written", "disclosure": _v1(world.practice).pk}
     refused = admin.post(f"/practice/clients/{child.pk}/consent/", form)
     assert refused.status_code == 400
