@@ -146,6 +146,9 @@ class StepUpForm(forms.Form):
 class ConsentForm(forms.Form):
     consented_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     disclosure_version = forms.CharField(max_length=40, initial="2026-01")
+    # A minor's consent names the parent or guardian (notes.services.consent_record).
+    guardian_name = forms.CharField(max_length=200, required=False)
+    guardian_relationship = forms.CharField(max_length=60, required=False)
 
 
 class ReasonForm(forms.Form):

@@ -123,13 +123,52 @@ class Client(models.Model):
         return None
 
 
+DEFAULT_DISCLOSURE_TEXT = (
+    "AI tools may assist with clinical documentation, which is reviewed and approved by your clinician."
+)
+
+
+class DisclosureText(models.Model):
+    """A version of the text a client reads before consenting to AI-assisted
+    documentation. Versions are never edited: a consent names the version its
+    client read, so changing the wording means adding a version."""
+
+    practice = models.ForeignKey(Practice, on_delete=models.PROTECT, related_name="disclosure_texts")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    history = HistoricalRecords(history_manager=CachedHistoryManager)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["practice", "version"], name="disclosure_text_unique_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version}"
+
+
 class ClientConsent(models.Model):
     """The client's consent to AI-assisted documentation. Revoking sets
     revoked_at; the row stays, so the record shows what was agreed when."""
 
+    class Method(models.TextChoices):
+        WRITTEN = "written", "Signed form (paper)"
+        ELECTRONIC = "electronic", "Signed electronically"
+        VERBAL = "verbal", "Verbal, documented by staff"
+
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="consents")
     consented_on = models.DateField()
     disclosure_version = models.CharField(max_length=40, help_text="Version of the disclosure text the client read")
+    # Blank on consents recorded before the method was asked for.
+    method = models.CharField(max_length=12, choices=Method.choices, blank=True)
+    # A minor consents through a parent or guardian, whose name the record keeps.
+    guardian_name = models.CharField(max_length=200, blank=True)
+    guardian_relationship = models.CharField(max_length=60, blank=True, help_text="e.g. mother, legal guardian")
     recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     recorded_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -185,6 +224,10 @@ class NoteTemplateVersion(models.Model):
     unplaced_policy = models.CharField(max_length=10, choices=UnplacedPolicy.choices, default=UnplacedPolicy.FLAG)
     # AI output field -> section key (MAPPING.md §2). Fields not listed have no place.
     field_map = models.JSONField(default=dict)
+    # A version being edited by a practice admin. Its sections may change until
+    # it is published (made active); the intake never picks a draft version,
+    # so no note is ever mapped onto one that later changes.
+    is_draft = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -198,6 +241,9 @@ class NoteTemplateVersion(models.Model):
             models.UniqueConstraint(
                 fields=["template"], condition=Q(is_active=True), name="template_one_active_version"
             ),
+            # The template editor works on "the draft" of a template.
+            models.UniqueConstraint(fields=["template"], condition=Q(is_draft=True), name="template_one_draft_version"),
+            models.CheckConstraint(condition=~Q(is_draft=True, is_active=True), name="template_draft_not_active"),
         ]
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from audit.models import AuditEvent
-from notes.models import Client, Flag, InterventionProposal, InterventionTerm, Note
+from notes.models import Client, DisclosureText, Flag, InterventionProposal, InterventionTerm, Note
 from notes.roles import Role, membership_of
 
 
@@ -272,3 +272,10 @@ def cosign_note_get_for_user(*, user, note_id: int) -> Note:
     if note is None:
         raise Http404("No such note awaiting your co-signature.")
     return note
+
+
+def disclosure_version_current(*, practice_id: int) -> str:
+    """The practice's newest consent disclosure text version, as consents
+    name it ("v2"); "v1", the plain default, if none was added."""
+    newest = DisclosureText.objects.filter(practice_id=practice_id).order_by("-version").first()
+    return f"v{newest.version if newest else 1}"

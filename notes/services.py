@@ -38,9 +38,11 @@ from notes.errors import (
 )
 from notes.mapping import SectionSpec, TemplateSpec, map_ai_output, shared_text_scans
 from notes.models import (
+    DEFAULT_DISCLOSURE_TEXT,
     AISource,
     Client,
     ClientConsent,
+    DisclosureText,
     Draft,
     Flag,
     InterventionTerm,
@@ -140,6 +142,8 @@ def practice_create(*, name: str, slug: str, timezone_name: str = "America/New_Y
         ],
         InterventionTerm,
     )
+    # The consent disclosure starts from the plain default; the practice adds versions.
+    DisclosureText.objects.create(practice=practice, version=1, text=DEFAULT_DISCLOSURE_TEXT)
     audit_record(practice=practice, actor=Actor(type="system", label="setup"), action="practice.create", obj=practice)
     return practice
 
@@ -240,6 +244,15 @@ def client_create(
     return client
 
 
+ADULT_AGE = 18
+
+
+def client_is_minor(*, client: Client, on: date) -> bool:
+    born = client.date_of_birth
+    age = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    return age < ADULT_AGE
+
+
 NO_CONSENT_REASON = "The client has no active consent to AI-assisted documentation."
 OPEN_STATES = (S.DRAFT, S.IN_REVIEW)
 
@@ -285,17 +298,40 @@ def _note_block_set(*, note: Note, reason: str, cause: str, actor) -> None:
 
 @retry_on_conflict
 @transaction.atomic
-def consent_record(*, client: Client, consented_on: date, disclosure_version: str, actor) -> ClientConsent:
+def consent_record(
+    *,
+    client: Client,
+    consented_on: date,
+    disclosure_version: str,
+    actor,
+    method: str = "",
+    guardian_name: str = "",
+    guardian_relationship: str = "",
+) -> ClientConsent:
     """Record the client's consent, and lift the consent blocks it answers:
     every open note blocked by a revocation, and a note blocked at intake for
     want of consent when the consent is dated on or before its session (the
     form was signed in time and entered late). A draft of a session held
-    before the client consented stays blocked: consent is not retroactive."""
+    before the client consented stays blocked: consent is not retroactive.
+
+    A client under 18 on the consent date consents through a parent or
+    guardian: their name is required (DomainError on guardian_name)."""
     notes = _open_notes_lock(client=client, causes=(Note.BlockedCause.CONSENT_REVOKED, Note.BlockedCause.NO_CONSENT))
     if client.consents.filter(revoked_at__isnull=True).exists():
         raise DomainError("This client already has an active consent.", field="consented_on")
+    if client_is_minor(client=client, on=consented_on) and not guardian_name.strip():
+        raise DomainError(
+            "This client was a minor on the consent date: enter the parent or guardian who consented.",
+            field="guardian_name",
+        )
     consent = ClientConsent(
-        client=client, consented_on=consented_on, disclosure_version=disclosure_version, recorded_by=actor
+        client=client,
+        consented_on=consented_on,
+        disclosure_version=disclosure_version,
+        recorded_by=actor,
+        method=method,
+        guardian_name=guardian_name.strip(),
+        guardian_relationship=guardian_relationship.strip(),
     )
     consent.full_clean()
     try:
@@ -309,7 +345,12 @@ def consent_record(*, client: Client, consented_on: date, disclosure_version: st
         action="consent.record",
         obj=consent,
         client=client,
-        after={"consented_on": consented_on, "disclosure_version": disclosure_version},
+        after={
+            "consented_on": consented_on,
+            "disclosure_version": disclosure_version,
+            "method": method,
+            "guardian": bool(consent.guardian_name),
+        },
     )
     practice_zone = ZoneInfo(client.practice.timezone)
     for note in notes:

@@ -188,7 +188,13 @@ def client_detail(request: HttpRequest, client_id: int) -> HttpResponse:
     return render(
         request,
         "notes/client_detail.html",
-        {"client": client, "consent_form": ConsentForm(), "can_manage_consent": can_manage_consent},
+        {
+            "client": client,
+            "consent_form": ConsentForm(
+                initial={"disclosure_version": selectors.disclosure_version_current(practice_id=client.practice_id)}
+            ),
+            "can_manage_consent": can_manage_consent,
+        },
     )
 
 

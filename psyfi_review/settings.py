@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "integrations",
     "audit",
     "accounts",
+    "practice_admin",
 ]
 
 MIDDLEWARE = [

@@ -26,5 +26,6 @@ urlpatterns = [
     *([path("sandbox/fhir/", include("integrations.sandbox.urls"))] if settings.SANDBOX_EHR_ENABLED else []),
     path("audit/", include("audit.urls")),
     path("", include("accounts.urls")),
+    path("practice/", include("practice_admin.urls")),
     path("", include("notes.urls")),
 ]

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notes', '0008_practice_settings_idle_logoff_and_step_up'),
+        ('notes', '0009_practice_admin_consent_disclosures_template_drafts'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
