@@ -774,6 +774,7 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     """
     from audit.attribution import note_attribution_record
     from integrations.services import delivery_create_for_note
+    from quality.services import qa_draw_at_signing
 
     now = now or timezone.now()
     note = _lock(note)
@@ -810,6 +811,8 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
         detail={"version": note.version, "template_version": note.template_version_id, "step_up_at": step_up_at},
     )
     delivery_create_for_note(note=note)
+    # QA sampling (quality app): reads, then inserts only its own rows; never blocks a signature.
+    qa_draw_at_signing(note=note, now=now)
     return note
 
 

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "notes",
     "integrations",
     "audit",
+    "quality",
 ]
 
 MIDDLEWARE = [

@@ -25,5 +25,6 @@ urlpatterns = [
     # The built-in sandbox EHR: demo and tests only (off in settings_production).
     *([path("sandbox/fhir/", include("integrations.sandbox.urls"))] if settings.SANDBOX_EHR_ENABLED else []),
     path("audit/", include("audit.urls")),
+    path("", include("quality.urls")),
     path("", include("notes.urls")),
 ]
