@@ -111,6 +111,6 @@ def test_the_qa_queue_lists_sampled_unreviewed_notes_of_the_practice_only(world,
     not_sampled = signed_note(world)
     page = login_as(world.qa).get("/quality/queue/")
     assert page.status_code == 200
-    assert f"/quality/notes/{sampled.pk}/review/" in page.content.decode()
-    assert f"/quality/notes/{not_sampled.pk}/review/" not in page.content.decode()
+    assert f'id="qa-row-{sampled.pk}"' in page.content.decode()
+    assert f'id="qa-row-{not_sampled.pk}"' not in page.content.decode()
     assert login_as(world.clinician).get("/quality/queue/").status_code == 403
