@@ -194,7 +194,8 @@ def test_a_bad_range_is_refused_with_a_message(world, login_as):
     response = client.get("/pilot/metrics/", {"start": "2026-11-15", "end": "2026-11-02"})
     assert response.status_code == 400
     assert "The start date must be on or before the end date." in response.content.decode()
-    assert client.get("/pilot/metrics/documentation-time.csv", {"start": "2026-11-15", "end": "2026-11-01"}).status_code == 400
+    bad = {"start": "2026-11-15", "end": "2026-11-01"}
+    assert client.get("/pilot/metrics/documentation-time.csv", bad).status_code == 400
     assert client.get("/pilot/metrics/nope.csv").status_code == 404
 
 
