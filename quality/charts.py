@@ -33,10 +33,16 @@ def _frame(title: str, body: list[str], legend: list[str]) -> SafeString:
     return mark_safe("".join(parts))  # noqa: S308 - every text above is escaped
 
 
+def _short(label: str, limit: int = 18) -> str:
+    # The axis has room for a short label; the mark's <title> carries the whole one.
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
 def _x_labels(labels: list[str], step: float) -> list[str]:
     out = []
     for i, label in enumerate(labels):
         x = LEFT + step * (i + 0.5)
+        label = _short(label)
         out.append(
             f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" font-size="10" text-anchor="end" '
             f'transform="rotate(-30 {x:.1f} {HEIGHT - BOTTOM + 14})">{escape(label)}</text>'
