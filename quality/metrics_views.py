@@ -97,5 +97,15 @@ def pilot_metrics_csv(request: HttpRequest, chart: str) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerow(data.columns)
     for row in data.rows:
-        writer.writerow(["" if value is None else value for value in row])
+        writer.writerow([_cell(value) for value in row])
     return response
+
+
+def _cell(value) -> str | int | float:
+    """A CSV cell; text a spreadsheet would run as a formula (a clinician's
+    name starting with "=") is quoted with a leading apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -202,3 +202,12 @@ def test_a_bad_range_is_refused_with_a_message(world, login_as):
 def test_clinicians_and_auditors_do_not_see_the_metrics(world, login_as):
     assert login_as(world.clinician).get("/pilot/metrics/").status_code == 403
     assert login_as(world.auditor).get("/pilot/metrics/documentation-time.csv").status_code == 403
+
+
+def test_a_name_a_spreadsheet_would_run_as_a_formula_is_quoted_in_the_csv(world, login_as):
+    from tests.factories import member_factory
+
+    sly = member_factory(world.practice, first_name="=HYPERLINK(1)", last_name="X").user
+    signed_note(world, clinician=sly, signed_at=_at(3))
+    rows = _csv(login_as(world.admin), "rubber-stamp")
+    assert rows[1][0] == "'=HYPERLINK(1) X"

@@ -114,3 +114,42 @@ def test_the_qa_queue_lists_sampled_unreviewed_notes_of_the_practice_only(world,
     assert f'id="qa-row-{sampled.pk}"' in page.content.decode()
     assert f'id="qa-row-{not_sampled.pk}"' not in page.content.decode()
     assert login_as(world.clinician).get("/quality/queue/").status_code == 403
+
+
+def test_a_practice_admin_creates_a_cohort_with_its_rate_and_puts_a_clinician_in_it(world, login_as):
+    policy_set(world.practice, sample_rate_percent=25)
+    client = login_as(world.admin)
+    response = client.post("/quality/settings/", {"action": "cohort", "name": "Wave 2", "sample_rate_percent": "10"})
+    assert response.status_code == 302
+    wave = Cohort.objects.get(practice=world.practice, name="Wave 2")
+    assert wave.sample_rate_percent == 10
+    response = client.post(
+        "/quality/settings/", {"action": "assign", "clinician": world.clinician.pk, "cohort": wave.pk}
+    )
+    assert response.status_code == 302
+    assert CohortMember.objects.get(clinician=world.clinician).cohort == wave
+    assert AuditEvent.objects.get(action="qa.cohort_save").actor_user == world.admin
+    assert AuditEvent.objects.get(action="qa.cohort_assign").after == {"cohort": "Wave 2"}
+    assert QADraw.objects.get(note=signed_note(world)).rate_percent == 10
+    # Out of the cohort again: back to the practice's rate.
+    client.post("/quality/settings/", {"action": "assign", "clinician": world.clinician.pk, "cohort": ""})
+    assert not CohortMember.objects.filter(clinician=world.clinician).exists()
+    assert QADraw.objects.get(note=signed_note(world)).rate_percent == 25
+
+
+def test_a_duplicate_cohort_name_is_refused_with_a_message(world, login_as):
+    Cohort.objects.create(practice=world.practice, name="Wave 1")
+    response = login_as(world.admin).post("/quality/settings/", {"action": "cohort", "name": "Wave 1"})
+    assert response.status_code == 400
+    assert "There is already a cohort named “Wave 1”." in response.content.decode()
+    assert Cohort.objects.filter(practice=world.practice).count() == 1
+
+
+def test_only_a_clinician_of_the_practice_joins_a_cohort(world, login_as):
+    wave = Cohort.objects.create(practice=world.practice, name="Wave 1")
+    client = login_as(world.admin)
+    for person in (world.qa, world.outsider):
+        response = client.post("/quality/settings/", {"action": "assign", "clinician": person.pk, "cohort": wave.pk})
+        assert response.status_code == 400
+        assert "Only a clinician of this practice can join a cohort." in response.content.decode()
+    assert not CohortMember.objects.exists()
