@@ -4,6 +4,10 @@ actor, runs in one transaction and writes its AuditEvent in it.
 qa_draw_at_signing runs inside notes.services.note_sign, after the note is
 signed: it only reads, then inserts its own QADraw row (nobody else locks it)
 and its audit event, so it keeps note_sign's lock order (notes/services.py).
+One exception: a practice's very first signature creates its SamplingPolicy
+row after the chain head is locked. An admin saving the policy at that very
+moment takes the two in the other order; PostgreSQL then aborts one of them
+as a deadlock and retry_on_conflict runs it again.
 """
 
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ from audit.services import actor_person, actor_system, audit_record
 from notes.errors import DomainError, IllegalTransition, NotPermitted
 from notes.models import Note
 from notes.roles import Role, membership_of
+from psyfi_review.db_retry import retry_on_conflict
 from quality.alerts import qa_critical_alert_raise
 from quality.models import Cohort, CohortMember, QADraw, QAError, QAReview, SamplingPolicy, SatisfactionPulse
 from quality.sampling import draw_uniform, is_rubber_stamp, sampling_decide, word_count
@@ -129,6 +134,7 @@ def _clean(obj) -> None:
         raise DomainError(" ".join(messages), field=field) from None
 
 
+@retry_on_conflict
 @transaction.atomic
 def sampling_policy_update(
     *,
@@ -166,6 +172,7 @@ def sampling_policy_update(
     return policy
 
 
+@retry_on_conflict
 @transaction.atomic
 def cohort_save(
     *, practice, name: str, sample_rate_percent: Decimal | None, actor, cohort: Cohort | None = None
@@ -194,6 +201,7 @@ def cohort_save(
     return cohort
 
 
+@retry_on_conflict
 @transaction.atomic
 def cohort_assign(*, practice, clinician, cohort: Cohort | None, actor) -> None:
     """Put a clinician in a cohort (or in none)."""
@@ -231,6 +239,7 @@ class ErrorIn:
     comment: str = ""
 
 
+@retry_on_conflict
 @transaction.atomic
 def qa_review_submit(
     *,
@@ -303,6 +312,7 @@ def month_of(day: date) -> date:
     return day.replace(day=1)
 
 
+@retry_on_conflict
 @transaction.atomic
 def pulse_record(*, score: int, comment: str = "", actor, now: datetime | None = None) -> SatisfactionPulse:
     """The clinician's 0–10 answer for the current month (in the practice's
