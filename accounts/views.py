@@ -26,6 +26,7 @@ from accounts.forms import (
 from notes.errors import DomainError
 from notes.roles import Role, membership_of
 from notes.views import member_required
+from quality.models import SamplingPolicy
 
 _INVITE_SESSION_KEY = "invitation_token"
 
@@ -357,6 +358,8 @@ def practice_settings(request: HttpRequest) -> HttpResponse:
             "practice": practice,
             "default_idle_minutes": int(settings.IDLE_TIMEOUT.total_seconds() // 60),
             "default_step_up_minutes": int(settings.SIGN_STEP_UP_WINDOW.total_seconds() // 60),
+            "qa_policy": SamplingPolicy.objects.filter(practice=practice).first(),
+            "qa_default_rate": SamplingPolicy._meta.get_field("sample_rate_percent").default,
         },
         status=status,
     )

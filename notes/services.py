@@ -845,6 +845,7 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     from audit.attribution import note_attribution_record
     from integrations.services import delivery_create_for_note
     from notes.cosign_services import cosigner_for_signing
+    from quality.services import qa_draw_at_signing
 
     now = now or timezone.now()
     note = _lock(note)
@@ -895,6 +896,9 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     )
     if cosigner is None:  # a co-signed note's delivery is written by note_cosign
         delivery_create_for_note(note=note)
+    # QA sampling (quality app): reads, then inserts only its own rows; never blocks a signature.
+    # A pre-licensed clinician's note is drawn at their signature, as every note is.
+    qa_draw_at_signing(note=note, now=now)
     return note
 
 

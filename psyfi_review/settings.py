@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "audit",
     "accounts",
     "practice_admin",
+    "quality",
 ]
 
 MIDDLEWARE = [

@@ -27,5 +27,6 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("", include("accounts.urls")),
     path("practice/", include("practice_admin.urls")),
+    path("", include("quality.urls")),
     path("", include("notes.urls")),
 ]
