@@ -104,6 +104,10 @@ def test_the_supervisor_cosigns_with_step_up_and_only_then_the_delivery_is_writt
     with pytest.raises(IllegalTransition):
         note_cosign(note=note, actor=world.colleague, step_up_at=fresh_step_up())
     assert Delivery.objects.filter(note=note).count() == 1
+    # Signed twice, drawn for QA once: the draw of its first signature stands.
+    from quality.models import QADraw
+
+    assert QADraw.objects.filter(note=note).count() == 1
 
 
 def test_only_the_clinicians_supervisor_may_cosign_or_return(world):
