@@ -1,28 +1,31 @@
-"""From an empty database to a clinician reading a scribe's draft, in a real
+"""From an empty database to a clinician signing a scribe's draft, in a real
 browser and with no shell: the operator's command creates the practice and
 prints the first admin's link; the admin sets a password, enrolls an
 authenticator from the QR code and invites a clinician; the clinician accepts
-from the emailed link, enrolls, keeps the backup codes, logs in with one and
-finds the draft the scribe posted through the intake API, and signs it.
+from the emailed link, enrolls and keeps the backup codes. The admin then, on
+the practice admin pages, registers the scribe, creates its key and copies it
+from the page that shows it once (what a real admin hands to the vendor), adds
+the client with their EHR patient id and records the client's consent. The
+scribe posts a draft with that key over HTTP; the clinician logs in with a
+backup code, finds the draft and signs it.
 
-The scribe's key is made with the API-key service (notes/api_keys.py), as the
-admin's scribe-key page would; the client with consent through the clients
-service. Screenshots go to test-artifacts/onboarding-*.png."""
+Screenshots go to test-artifacts/onboarding-*.png."""
 
 import json
 import re
+from datetime import timedelta
 from io import BytesIO, StringIO
 
 import pytest
 import requests
 from django.core import mail
 from django.core.management import call_command
+from django.utils import timezone
 from playwright.sync_api import expect
 
-from notes.api_keys import ai_source_key_create
-from notes.models import AISource, Note, Practice
+from notes.models import AISource, AISourceKey, Client, Note, Practice
 from tests.admin.helpers import code_for
-from tests.factories import ai_output, client_factory
+from tests.factories import ai_output
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -118,12 +121,53 @@ def test_a_practice_goes_from_the_operator_command_to_a_clinician_reading_a_scri
         clinician = practice.memberships.get(role="clinician").user
         assert clinician.membership.credentials == "LCSW"
 
-        # 5. A scribe posts a draft with a key made for the practice.
-        source = AISource.objects.create(
-            practice=practice, name="Harbor Scribe", vendor="Example AI", model_name="scribe-llm"
-        )
-        _, key = ai_source_key_create(ai_source=source, actor=practice.memberships.get(role="practice_admin").user)
-        client = client_factory(practice, clinician, given_name="Robin", family_name="Marsh", ehr_patient_id="HL-0001")
+        # 5. The admin registers the scribe and creates its key, copied from
+        # the page that shows it once: all the vendor ever gets.
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+        page.get_by_role("link", name="Practice admin").click()
+        admin_nav = page.get_by_role("navigation", name="Practice administration")
+        admin_nav.get_by_role("link", name="Scribes and keys").click()
+        page.get_by_label("Name", exact=True).fill("Harbor Scribe")
+        page.get_by_label("Vendor").fill("Example AI")
+        page.get_by_label("Model", exact=True).fill("scribe-llm")
+        page.get_by_label("Model version").fill("2.3")
+        page.get_by_role("button", name="Register").click()
+        expect(page.locator(".messages")).to_contain_text("“Harbor Scribe” registered; create a key for it.")
+        source = AISource.objects.get(practice=practice, name="Harbor Scribe")
+        page.get_by_role("button", name="Create a key for Harbor Scribe").click()
+        expect(page.get_by_role("heading", name="New key for Harbor Scribe")).to_be_visible()
+        page.get_by_role("button", name="Copy key").click()
+        expect(page.locator("#copy-status")).to_have_text("Key copied.")
+        key = page.evaluate("navigator.clipboard.readText()")
+        assert key == page.get_by_label("API key").input_value()
+        assert key.startswith(f"psk_{AISourceKey.objects.get(ai_source=source).prefix}_")
+        page.screenshot(path=str(artifacts / "onboarding-admin-scribe-key.png"), full_page=True)
+        page.get_by_role("link", name="Done").click()
+        expect(page.locator(f"#source-{source.pk}")).not_to_contain_text(key)  # shown once, never again
+
+        # 6. The admin adds the client with their EHR patient id and records consent.
+        admin_nav.get_by_role("link", name="Clients").click()
+        page.get_by_role("link", name="Add a client").click()
+        page.get_by_label("Given name").fill("Robin")
+        page.get_by_label("Family name").fill("Marsh")
+        page.get_by_label("Date of birth").fill("1988-03-14")
+        page.get_by_label("EHR patient id").fill("HL-0001")
+        page.get_by_label("Primary clinician").select_option(label="Sam Okafor")
+        page.get_by_role("button", name="Add client").click()
+        expect(page.locator(".messages")).to_contain_text("Robin Marsh added.")
+        expect(page.locator("#consent")).to_contain_text("No active consent")
+        consented_on = timezone.localdate() - timedelta(days=7)
+        page.get_by_label("Consent date").fill(consented_on.isoformat())
+        page.get_by_label("How the client consented").select_option(label="Signed form (paper)")
+        page.get_by_role("button", name="Record consent").click()
+        expect(page.locator(".messages")).to_contain_text("Consent recorded.")
+        expect(page.locator("#consent")).to_contain_text(f"Active: consented {consented_on.isoformat()}")
+        page.screenshot(path=str(artifacts / "onboarding-admin-client-consent.png"), full_page=True)
+        client = Client.objects.get(practice=practice, ehr_patient_id="HL-0001")
+        assert client.clinician == clinician and client.active_consent is not None
+        assert [e for e in page.js_errors if not e.startswith("Failed to load resource")] == []  # favicon
+
+        # 7. The scribe posts a draft with the copied key, over real HTTP.
         body = {
             "schema_version": 1,
             "template": "soap",
@@ -141,7 +185,7 @@ def test_a_practice_goes_from_the_operator_command_to_a_clinician_reading_a_scri
         )
         assert response.status_code == 201, response.text[:500]
 
-        # 6. The clinician logs out, logs in with a backup code, and finds the draft.
+        # 8. The clinician logs out, logs in with a backup code, and finds the draft.
         clinician_page.goto(f"{live_server.url}/")
         clinician_page.get_by_role("button", name="Log out").click()
         clinician_page.get_by_label("Username").fill("sam.okafor@harbor.example")
@@ -156,7 +200,7 @@ def test_a_practice_goes_from_the_operator_command_to_a_clinician_reading_a_scri
         expect(row).to_contain_text("10:00 CST")
         clinician_page.screenshot(path=str(artifacts / "onboarding-clinician-queue.png"), full_page=True)
 
-        # 7. And signs it: a second backup code for the step-up, then sign.
+        # 9. And signs it: a second backup code for the step-up, then sign.
         clinician_page.get_by_label("One-time code to sign this batch").fill(codes[1])
         clinician_page.get_by_role("button", name="Enable signing").click()
         expect(clinician_page.locator("#step-up-status")).to_contain_text("Signing enabled until")
