@@ -219,6 +219,9 @@ def _risk_scan_many(texts: list[str]) -> list[list[RiskMention]]:
     found: list[list[RiskMention]] = [[] for _ in texts]
     if not sentences:
         return found
+    for sentence in sentences:
+        if sentence not in memo and (known := _CLASSIFIED.get(sentence)) is not None:
+            memo[sentence] = known
     todo = list(dict.fromkeys(sentence for sentence in sentences if sentence not in memo))
     # Beyond the cap a sentence with a risk word is not classified but taken
     # as current risk: the note is marked and flagged for the clinician, and
@@ -234,9 +237,30 @@ def _risk_scan_many(texts: list[str]) -> list[list[RiskMention]]:
                 for ent in doc.ents
                 if not _excluded(ent, exclusions)
             )
+            _classified_keep(sentence, memo[sentence])
     for owner, sentence in zip(owners, sentences, strict=True):
         found[owner].extend(memo[sentence])
     return found
+
+
+# What the pipeline made of short sentences, per process: a scribe's risk
+# boilerplate ("Denies SI/HI.") recurs in most drafts. The rules are files
+# read once (risk_pipeline), so a sentence always classifies the same way.
+# Bounded: the oldest entry goes first.
+_CLASSIFIED: dict[str, tuple[RiskMention, ...]] = {}
+CLASSIFIED_CACHE_SIZE = 4096
+CLASSIFIED_CACHE_MAX_CHARS = 300
+
+
+def _classified_keep(sentence: str, mentions: tuple[RiskMention, ...]) -> None:
+    if len(sentence) > CLASSIFIED_CACHE_MAX_CHARS:
+        return
+    _CLASSIFIED[sentence] = mentions
+    while len(_CLASSIFIED) > CLASSIFIED_CACHE_SIZE:
+        try:
+            _CLASSIFIED.pop(next(iter(_CLASSIFIED)), None)
+        except (StopIteration, RuntimeError):  # another thread emptied or changed it meanwhile
+            break
 
 
 # The sentences already scanned in the current risk_scan_shared() block, and what

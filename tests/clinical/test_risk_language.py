@@ -126,6 +126,7 @@ def test_beyond_the_scan_cap_risk_sentences_count_as_current_risk_not_as_nothing
     import notes.risk_language as risk_language
 
     monkeypatch.setattr(risk_language, "RISK_SCAN_MAX_SENTENCES", 2)
+    monkeypatch.setattr(risk_language, "_CLASSIFIED", {})  # none of them classified before
     text = " ".join(f"Denies suicidal ideation on day {i}." for i in range(5))
     mentions = risk_scan(text)
     assert [m.label for m in mentions].count(Label.DENIED) == 2
@@ -151,3 +152,28 @@ def test_a_group_shares_one_scan_of_its_session_wide_text_and_each_member_keeps_
     for shared_mentions, _ in per_member:
         assert [m.label for m in shared_mentions] == [Label.ASSERTED]
     assert per_member[0][1] == [] and [m.label for m in per_member[1][1]] == [Label.DENIED]
+
+
+def test_a_short_sentence_seen_before_is_classified_again_without_the_pipeline_and_the_same(monkeypatch):
+    # Risk boilerplate recurs in most drafts: its classification is kept per
+    # process (bounded, short sentences only) and gives the same mentions.
+    import notes.risk_language as risk_language
+
+    monkeypatch.setattr(risk_language, "_CLASSIFIED", {})
+    monkeypatch.setattr(risk_language, "CLASSIFIED_CACHE_SIZE", 2)
+    first = risk_scan("Denies SI/HI.")
+    long_sentence = "Reports thoughts of killing himself " + "and more " * 40 + "today."
+    assert first and all(m.label == Label.DENIED for m in first)  # SI and HI
+    risk_scan(long_sentence)
+    assert long_sentence not in risk_language._CLASSIFIED  # too long to keep
+
+    def no_pipeline():
+        raise AssertionError("the pipeline ran for a sentence it had classified")
+
+    monkeypatch.setattr(risk_language, "risk_pipeline", no_pipeline)
+    assert risk_scan("Denies SI/HI.") == first
+    monkeypatch.undo()
+    monkeypatch.setattr(risk_language, "CLASSIFIED_CACHE_SIZE", 2)
+    for sentence in ("Denies SI.", "Denies HI.", "Reports SI today."):
+        risk_scan(sentence)
+    assert len(risk_language._CLASSIFIED) <= 2
