@@ -147,6 +147,13 @@ def note_cosign(*, note: Note, actor, step_up_at: datetime | None, now: datetime
     new_state = _next_state(note, "cosign")
     if step_up_at is None or now - step_up_at > note.practice.step_up_window:
         raise StepUpRequired("Enter a code from your authenticator to co-sign.")
+    # The note is final only when co-signed: a revocation since the clinician
+    # signed stops it here, as it would have stopped the signature.
+    if not note.client.consents.filter(revoked_at__isnull=True).exists():
+        raise SignBlocked(
+            "The client has no active consent to AI-assisted documentation (it was revoked after this note "
+            "was signed), so it cannot be co-signed. Return it to the clinician."
+        )
     if note_content_hash(note) != note.content_hash:
         # Cannot happen through the services (edits are refused in this state);
         # if it ever does, the supervisor must not attest to other content.

@@ -68,7 +68,10 @@ class FeedbackListApi(IntakeApiView, generics.ListAPIView):
         )
         since = self.request.query_params.get("updated_since")
         if since is not None:
-            when = parse_datetime(since) if since else None
+            try:
+                when = parse_datetime(since) if since else None
+            except ValueError:  # well formed but impossible, e.g. February 30
+                when = None
             if when is None or when.tzinfo is None:
                 raise exceptions.ValidationError(
                     {"updated_since": ["Use an ISO 8601 date and time with a timezone offset."]}

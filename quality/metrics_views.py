@@ -21,6 +21,9 @@ DEFAULT_WEEKS = 12
 MAX_DAYS = 731
 
 
+MIN_YEAR, MAX_YEAR = 2000, 2100
+
+
 class MetricFilterForm(forms.Form):
     start = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -41,6 +44,13 @@ class MetricFilterForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        for field in ("start", "end"):
+            # Far dates would overflow the date arithmetic of the weekly and
+            # monthly buckets; no pilot spans them.
+            value = data.get(field)
+            if value is not None and not (MIN_YEAR <= value.year <= MAX_YEAR):
+                self.add_error(field, f"Choose a date between {MIN_YEAR} and {MAX_YEAR}.")
+                return data
         end = data.get("end") or self.today
         start = data.get("start") or end - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1)
         if start > end:

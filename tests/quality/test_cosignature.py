@@ -353,3 +353,18 @@ def test_a_new_supervisor_sees_the_notes_already_waiting_and_licensing_waits_for
         membership=world.clinician.membership, pre_licensed=False, supervisor=None, actor=world.admin
     )
     assert Membership.objects.get(user=world.clinician).supervisor is None
+
+
+def test_a_note_whose_client_revoked_consent_after_signing_cannot_be_cosigned(world):
+    # Co-signing makes the note final and deliverable: without the client's
+    # consent it is refused with the reason, and nothing is delivered.
+    supervise(world)
+    note = awaiting(world)
+    services.consent_revoke(client=note.client, actor=world.admin)
+    with pytest.raises(SignBlocked, match="no active consent"):
+        note_cosign(note=note, actor=world.colleague, step_up_at=fresh_step_up())
+    note.refresh_from_db()
+    assert note.state == Note.State.AWAITING_COSIGN and note.cosigned_by is None
+    assert not Delivery.objects.filter(note=note).exists()
+    returned = note_cosign_return(note=note, comment="Consent was revoked; discard.", actor=world.colleague)
+    assert returned.state == Note.State.IN_REVIEW

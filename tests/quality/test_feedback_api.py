@@ -72,8 +72,9 @@ def test_updated_since_filters_and_a_bad_value_is_a_field_error(world):
     assert get(key, updated_since=feedback.updated_at.isoformat()).json()["count"] == 1
     later = feedback.updated_at.replace(year=feedback.updated_at.year + 1).isoformat()
     assert get(key, updated_since=later).json()["count"] == 0
-    bad = get(key, updated_since="yesterday")
-    assert bad.status_code == 400 and "updated_since" in bad.json()["errors"]
+    for value in ("yesterday", "2024-02-30T00:00:00Z", "2024-01-01T10:00:00"):
+        bad = get(key, updated_since=value)
+        assert bad.status_code == 400 and "updated_since" in bad.json()["errors"], value
 
 
 def test_without_a_key_or_with_a_persons_session_it_is_refused(world, login_as):
