@@ -13,12 +13,19 @@ from quality.models import Cohort, QADraw, QAReview, SamplingPolicy
 
 
 def qa_queue_for_user(*, user) -> QuerySet[QADraw]:
-    """Sampled notes of the reviewer's practice awaiting QA review, oldest first."""
+    """Sampled notes of the reviewer's practice awaiting QA review, oldest
+    first. Only notes a reviewer can open (signed or amended): one awaiting
+    its co-signature joins the queue when co-signed, one returned to the
+    clinician when signed again (its draw stands)."""
     membership = membership_of(user)
     if membership is None or membership.role != Role.QA_REVIEWER:
         return QADraw.objects.none()
     return (
-        QADraw.objects.filter(practice_id=membership.practice_id, sampled=True)
+        QADraw.objects.filter(
+            practice_id=membership.practice_id,
+            sampled=True,
+            note__state__in=[Note.State.SIGNED, Note.State.AMENDED],
+        )
         .filter(~Exists(QAReview.objects.filter(note_id=OuterRef("note_id"))))
         .select_related("note__client", "note__template_version__template", "clinician", "cohort")
         .order_by("drawn_at", "pk")

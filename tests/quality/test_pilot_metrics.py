@@ -197,6 +197,10 @@ def test_a_bad_range_is_refused_with_a_message(world, login_as):
     bad = {"start": "2026-11-15", "end": "2026-11-01"}
     assert client.get("/pilot/metrics/documentation-time.csv", bad).status_code == 400
     assert client.get("/pilot/metrics/nope.csv").status_code == 404
+    for far in ({"start": "9999-12-01", "end": "9999-12-31"}, {"end": "0001-01-05"}):
+        response = client.get("/pilot/metrics/", far)
+        assert response.status_code == 400 and "Choose a date between 2000 and 2100" in response.content.decode()
+        assert client.get("/pilot/metrics/documentation-time.csv", far).status_code == 400
 
 
 def test_clinicians_and_auditors_do_not_see_the_metrics(world, login_as):

@@ -8,6 +8,7 @@ import pytest
 from audit.models import AuditEvent
 from integrations.models import Alert
 from notes.errors import IllegalTransition, NotPermitted
+from notes.models import Note
 from quality.models import QAError, QAReview
 from quality.services import ErrorIn, qa_review_submit
 
@@ -162,3 +163,36 @@ def test_a_qa_reviewer_of_another_practice_gets_a_404(world, sampled, login_as):
 
     stranger = member_factory(world.other_practice, Membership.Role.QA_REVIEWER).user
     assert login_as(stranger).get(f"/quality/notes/{sampled.pk}/review/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_critical_error_emails_the_clinician_a_link_and_no_phi(world, sampled, mailoutbox):
+    world.clinician.email = "clinician@example.org"
+    world.clinician.save(update_fields=["email"])
+    qa_review_submit(
+        note=sampled,
+        actor=world.qa,
+        accuracy=2,
+        completeness=3,
+        ehr_placement_correct=True,
+        comment="",
+        errors=[ErrorIn(kind="hallucination", severity="critical", comment="Invented a medication.")],
+    )
+    to_clinician = [m for m in mailoutbox if m.to == ["clinician@example.org"]]
+    assert len(to_clinician) == 1
+    body = to_clinician[0].subject + to_clinician[0].body
+    assert f"/notes/{sampled.pk}/" in body
+    assert sampled.client.family_name not in body and "medication" not in body
+
+
+def test_the_queue_holds_only_notes_a_reviewer_can_open(world, login_as):
+    # A sampled note returned to its clinician for edits (a supervisor's
+    # return) leaves the queue until it is signed again.
+    policy_set(world.practice, sample_rate_percent=100)
+    note = signed_note(world)
+    qa = login_as(world.qa)
+    page = qa.get("/quality/queue/").content.decode()
+    assert f"/quality/notes/{note.pk}/review/" in page
+    Note.objects.filter(pk=note.pk).update(state=Note.State.IN_REVIEW, signed_at=None, signed_by=None, content_hash="")
+    page = qa.get("/quality/queue/").content.decode()
+    assert f"/quality/notes/{note.pk}/review/" not in page
