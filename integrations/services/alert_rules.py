@@ -9,7 +9,9 @@ integrations.alert_rules_evaluate and integrations.audit_chain_check):
   (measured round the clock: a start later than the end is a night shift);
 * api_key_refusals: at least `api_key_refusals` refused API-key calls
   (api_key.refused and the minute summaries, notes.api_keys) within
-  `api_key_refusals_window_minutes`;
+  `api_key_refusals_window_minutes`. Only keys of the practice count: an
+  unknown prefix belongs to no practice and is answered by the API rate
+  limits, not alerted (docs/operations.md);
 * audit_chain: the practice's audit chain does not verify (audit.verify).
 
 Thresholds are per practice (AlertRules); 0 turns a rule off. Each rule
