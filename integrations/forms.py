@@ -170,7 +170,7 @@ class AlertRulesForm(forms.ModelForm):
             "phi_access_clients": "Alert when one person views this many clients' records (0: off)",
             "phi_access_window_minutes": "… within (minutes)",
             "working_day_start": "Working day starts",
-            "working_day_end": "Working day ends",
+            "working_day_end": "Working day ends (earlier than the start: over midnight)",
             "after_hours_margin_minutes": "Sign-offs further than this outside working hours (minutes)",
             "after_hours_signs": "Alert after this many such sign-offs by one person in a day (0: off)",
             "api_key_refusals": "Alert after this many refused API-key calls (0: off)",
@@ -187,6 +187,7 @@ class AlertRulesForm(forms.ModelForm):
             if data.get(name) == 0:
                 self.add_error(name, "A window of at least one minute.")
         start, end = data.get("working_day_start"), data.get("working_day_end")
-        if start and end and start >= end:
-            self.add_error("working_day_end", "The working day ends after it starts.")
+        # A start later than the end is a night shift, over midnight.
+        if start and end and start == end:
+            self.add_error("working_day_end", "The working day cannot start and end at the same time.")
         return data

@@ -5,10 +5,13 @@ integrations.alert_rules_evaluate and integrations.audit_chain_check):
   clients' records (phi.view events) within `phi_access_window_minutes`;
 * after_hours_sign: at least `after_hours_signs` sign-offs (note.sign) by one
   person more than `after_hours_margin_minutes` before the working day's
-  start or after its end, in the practice's time zone, in the last day;
+  start or after its end, in the practice's time zone, in the last day
+  (measured round the clock: a start later than the end is a night shift);
 * api_key_refusals: at least `api_key_refusals` refused API-key calls
   (api_key.refused and the minute summaries, notes.api_keys) within
-  `api_key_refusals_window_minutes`;
+  `api_key_refusals_window_minutes`. Only keys of the practice count: an
+  unknown prefix belongs to no practice and is answered by the API rate
+  limits, not alerted (docs/operations.md);
 * audit_chain: the practice's audit chain does not verify (audit.verify).
 
 Thresholds are per practice (AlertRules); 0 turns a rule off. Each rule
@@ -101,8 +104,22 @@ def _phi_access_findings(practice: Practice, rules: AlertRules, now: datetime) -
     return findings
 
 
+DAY_MINUTES = 24 * 60
+
+
 def _minutes(value) -> int:
     return value.hour * 60 + value.minute
+
+
+def minutes_outside_working_hours(at, start, end) -> int:
+    """How far the time of day `at` lies outside the working day start-end,
+    in minutes, on the 24-hour clock: 00:30 is 150 minutes after a day that
+    ends at 22:00, not 21 hours before it starts. A day whose start is later
+    than its end (a night shift, 22:00-06:00) runs over midnight. 0 inside."""
+    m, s, e = _minutes(at), _minutes(start), _minutes(end)
+    if (m - s) % DAY_MINUTES <= (e - s) % DAY_MINUTES:
+        return 0
+    return min((s - m) % DAY_MINUTES, (m - e) % DAY_MINUTES)
 
 
 def _after_hours_findings(practice: Practice, rules: AlertRules, now: datetime) -> list[Finding]:
@@ -112,8 +129,6 @@ def _after_hours_findings(practice: Practice, rules: AlertRules, now: datetime) 
         zone = zoneinfo.ZoneInfo(practice.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         zone = zoneinfo.ZoneInfo("UTC")
-    earliest = _minutes(rules.working_day_start) - rules.after_hours_margin_minutes
-    latest = _minutes(rules.working_day_end) + rules.after_hours_margin_minutes
     start = now - AFTER_HOURS_LOOKBACK
     events = AuditEvent.objects.filter(
         practice=practice, action="note.sign", created_at__gte=start, actor_user__isnull=False
@@ -121,7 +136,8 @@ def _after_hours_findings(practice: Practice, rules: AlertRules, now: datetime) 
     outside: dict[int, list[datetime]] = {}
     for user_id, created_at in events:
         local = created_at.astimezone(zone)
-        if not earliest <= _minutes(local) <= latest:
+        outside_by = minutes_outside_working_hours(local, rules.working_day_start, rules.working_day_end)
+        if outside_by > rules.after_hours_margin_minutes:
             outside.setdefault(user_id, []).append(created_at)
     names = _people(outside)
     findings = []

@@ -181,6 +181,30 @@ def alerts_resolve_for_delivery(*, delivery, actor=None) -> int:
     )
 
 
+def alerts_resolve_settled(*, delivery, kind: str, why: str) -> int:
+    """The problem an open alert of the delivery's reported is over (a
+    long-retrying delivery was delivered, or gave up and has its dead-letter
+    alert instead): closed by the system, one audit event per alert. Runs in
+    the caller's transaction."""
+    now = timezone.now()
+    alerts = [
+        alert
+        for alert in Alert.objects.filter(delivery=delivery, kind=kind, resolved_at__isnull=True)
+        # A person may have resolved it meanwhile; theirs stands.
+        if Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(resolved_at=now)
+    ]
+    for alert in alerts:
+        audit_record(
+            practice=alert.practice,
+            actor=actor_system("delivery worker"),
+            action="alert.resolve",
+            obj=alert,
+            after={"kind": alert.kind, "resolved_at": now.isoformat()},
+            detail={"why": why},
+        )
+    return len(alerts)
+
+
 # ---------------------------------------------------------------- settings
 
 RULE_FIELDS = (

@@ -26,7 +26,12 @@ from integrations.errors import (
 )
 from integrations.models import Alert, Delivery, DeliveryAttempt, FieldMapping
 from integrations.outcomes import Outcome, failed
-from integrations.services.alerts import alert_raise, alert_rules_for, alerts_resolve_for_delivery
+from integrations.services.alerts import (
+    alert_raise,
+    alert_rules_for,
+    alerts_resolve_for_delivery,
+    alerts_resolve_settled,
+)
 from integrations.services.connections import _active_connection
 from integrations.services.invariants import delivery_check_deliverable
 from integrations.services.perform import _perform
@@ -283,6 +288,11 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
         return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
     for name, value in fields.items():
         setattr(delivery, name, value)
+    if delivery.state in (S.DELIVERED, S.FAILED):
+        # Its long-retry alert is over: delivered, or superseded by the dead
+        # letter's. Before the attempt's audit event: alert row, then chain
+        # head, the order a person's alert_resolve takes them in.
+        alerts_resolve_settled(delivery=delivery, kind=Alert.Kind.LONG_RETRY, why=delivery.state)
     audit_record(
         practice=delivery.practice,
         actor=actor_system("delivery worker"),

@@ -4,8 +4,10 @@ raises an alert before any delivery fails.
 
 * FHIR (and the built-in sandbox): the CapabilityStatement (/metadata) must
   still declare DocumentReference with `create`, Patient `read`, and
-  conditional create if it did before; the DocumentReference profile it names
-  (a StructureDefinition, read from the same server) must still contain every
+  conditional create if it did before (at the last explicit connection
+  test; a drop stays reported until a person re-tests the connection or
+  resolves the alert); the DocumentReference profile it names (a
+  StructureDefinition, read from the same server) must still contain every
   element the builder writes (DOCUMENTREFERENCE_PATHS), must not require an
   element the builder does not write, and must bind status and docStatus to
   the value sets the builder's codes come from.
@@ -25,6 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from audit.services import actor_person, actor_system, audit_record
 from integrations import auth
 from integrations.errors import ConnectionInvalid, RedirectRefused
@@ -66,6 +69,7 @@ REQUIRED_BINDINGS = {
     "DocumentReference.docStatus": "http://hl7.org/fhir/ValueSet/composition-status",
 }
 FHIR_KINDS = (EHRConnection.Kind.FHIR, EHRConnection.Kind.SANDBOX)
+CONDITIONAL_CREATE = "DocumentReference.conditionalCreate"
 
 
 @dataclass
@@ -108,9 +112,7 @@ def capability_problems(capability: dict, *, had_conditional_create: bool | None
         problems.append(("Patient.read", "The EHR no longer declares reading Patient (the patient check needs it)."))
     doc = declared.get("DocumentReference") or {}
     if had_conditional_create and not doc.get("conditionalCreate"):
-        problems.append(
-            ("DocumentReference.conditionalCreate", "The EHR no longer declares conditional create (If-None-Exist).")
-        )
+        problems.append((CONDITIONAL_CREATE, "The EHR no longer declares conditional create (If-None-Exist)."))
     return problems
 
 
@@ -234,7 +236,7 @@ def _fhir_check(connection: EHRConnection, report: DriftReport) -> None:
     if capability.get("resourceType") != "CapabilityStatement":
         raise ValueError("The /metadata answer is not a CapabilityStatement.")
     report.checked.append("CapabilityStatement")
-    had = connection.supports_conditional_create
+    had = _had_conditional_create(connection)
     for where, problem in capability_problems(capability, had_conditional_create=had):
         report.add(where, problem)
     profile = capability_profile(capability)
@@ -245,6 +247,41 @@ def _fhir_check(connection: EHRConnection, report: DriftReport) -> None:
             report.add(where, problem)
     summary = fhir_transport.metadata_read(target)
     connection_record_metadata(connection=connection, summary=summary)
+
+
+def _had_conditional_create(connection: EHRConnection) -> bool | None:
+    """What the conditional-create check compares with. Not only the value
+    on the connection: this check, and deliveries, record each /metadata
+    read there, so a dropped conditional create would be reported once and
+    then forgotten. It stays reported until a person re-tests the connection
+    (the last explicit test's answer is the baseline) or resolves the
+    schema_drift alert (accepting what the EHR now declares)."""
+    if connection.supports_conditional_create:
+        return True
+    tested = (
+        AuditEvent.objects.filter(
+            practice_id=connection.practice_id,
+            action="connection.test",
+            object_type=EHRConnection._meta.label_lower,
+            object_id=str(connection.pk),
+        )
+        .order_by("-seq")
+        .values_list("created_at", "after")
+        .first()
+    )
+    resolved = (
+        Alert.objects.filter(connection=connection, kind=Alert.Kind.SCHEMA_DRIFT, resolved_by__isnull=False)
+        .order_by("-resolved_at")
+        .values_list("resolved_at", flat=True)
+        .first()
+    )
+    if tested and "error" not in (tested[1] or {}) and (resolved is None or tested[0] > resolved):
+        return bool(tested[1].get("conditional_create"))
+    # Not tested since a person last resolved it: the drop reported by the
+    # last check stands while its alert is open.
+    reported = any(p.get("field") == CONDITIONAL_CREATE for p in connection.schema_problems or [])
+    still_open = Alert.objects.filter(connection=connection, kind=Alert.Kind.SCHEMA_DRIFT, resolved_at__isnull=True)
+    return True if reported and still_open.exists() else connection.supports_conditional_create
 
 
 def _rest_mappings(connection: EHRConnection) -> list[FieldMapping]:

@@ -8,6 +8,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from integrations.models import Alert, Delivery, DeliveryAttempt
 from integrations.services import delivery_send
 from tests.factories import client_factory, note_factory, note_sign_now
@@ -108,6 +109,32 @@ def test_a_delivery_retrying_for_over_an_hour_raises_one_alert(delivery, fake_eh
     [alert] = Alert.objects.filter(kind=Alert.Kind.LONG_RETRY, delivery=delivery)
     assert "Retrying since" in alert.reason and alert.resolved_at is None
     assert delivery.state == Delivery.State.RETRYING  # an alert, not a dead letter
+
+
+def test_a_long_retry_alert_is_resolved_when_the_delivery_gets_through(delivery, fake_ehr):
+    fake_ehr.rate_503 = 1.0
+    fake_ehr.retry_after = "0"
+    send(delivery)
+    Delivery.objects.filter(pk=delivery.pk).update(first_attempt_at=timezone.now() - timedelta(minutes=61))
+    send(delivery)
+    assert Alert.objects.filter(kind=Alert.Kind.LONG_RETRY, delivery=delivery, resolved_at__isnull=True).exists()
+    fake_ehr.rate_503 = 0.0
+    assert send(delivery).state == Delivery.State.DELIVERED
+    [alert] = Alert.objects.filter(kind=Alert.Kind.LONG_RETRY, delivery=delivery)
+    assert alert.resolved_at is not None and alert.resolved_by is None  # closed by the system
+    assert AuditEvent.objects.filter(action="alert.resolve", object_id=str(alert.pk)).count() == 1
+
+
+def test_a_long_retry_alert_gives_way_to_the_dead_letter_alert(delivery, fake_ehr):
+    fake_ehr.rate_503 = 1.0
+    fake_ehr.retry_after = "0"
+    send(delivery)
+    Delivery.objects.filter(pk=delivery.pk).update(first_attempt_at=timezone.now() - timedelta(minutes=61))
+    send(delivery)
+    with override_settings(PSYFI_DELIVERY_RETRY_BUDGET_HOURS=1):
+        assert send(delivery).state == Delivery.State.FAILED
+    assert not Alert.objects.filter(kind=Alert.Kind.LONG_RETRY, delivery=delivery, resolved_at__isnull=True).exists()
+    assert Alert.objects.get(kind=Alert.Kind.DEAD_LETTER, delivery=delivery).resolved_at is None
 
 
 @pytest.mark.worker

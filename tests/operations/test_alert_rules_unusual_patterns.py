@@ -11,9 +11,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.services import audit_phi_access
+from integrations.forms import AlertRulesForm
 from integrations.models import Alert
 from integrations.services import alert_resolve, alert_rules_save
-from integrations.services.alert_rules import alert_rules_evaluate
+from integrations.services.alert_rules import alert_rules_evaluate, minutes_outside_working_hours
 from notes.api_keys import ai_source_key_create, ai_source_key_refusal_record, ai_source_key_refusals_flush
 from tests.factories import ai_source_factory, client_factory, note_factory, note_sign_now
 
@@ -83,6 +84,56 @@ def test_a_sign_off_far_outside_working_hours_raises_an_alert(world):
 def test_a_sign_off_within_working_hours_raises_nothing(world):
     alert_rules_save(
         practice=world.practice, actor=world.admin, working_day_start=dt.time(0, 0), working_day_end=dt.time(23, 59)
+    )
+    note_sign_now(note_factory(practice=world.practice, clinician=world.clinician), world.clinician)
+    assert Alert.Kind.AFTER_HOURS_SIGN not in [a.kind for a in alert_rules_evaluate(practice=world.practice)]
+
+
+def test_after_hours_is_measured_round_the_clock_past_midnight():
+    # A day ending at 22:00 with a 180-minute margin: 00:30 is 150 minutes after it.
+    start, end = dt.time(8, 0), dt.time(22, 0)
+    assert minutes_outside_working_hours(dt.time(0, 30), start, end) == 150
+    assert minutes_outside_working_hours(dt.time(3, 30), start, end) == 270
+    assert minutes_outside_working_hours(dt.time(6, 0), start, end) == 120  # before the start
+    assert minutes_outside_working_hours(dt.time(12, 0), start, end) == 0
+
+
+def test_a_night_shift_schedule_running_over_midnight_is_its_working_day():
+    start, end = dt.time(22, 0), dt.time(6, 0)
+    for inside in (dt.time(22, 0), dt.time(23, 59), dt.time(0, 0), dt.time(3, 0), dt.time(6, 0)):
+        assert minutes_outside_working_hours(inside, start, end) == 0, inside
+    assert minutes_outside_working_hours(dt.time(7, 0), start, end) == 60
+    assert minutes_outside_working_hours(dt.time(21, 0), start, end) == 60
+    assert minutes_outside_working_hours(dt.time(14, 0), start, end) == 480
+
+
+def test_the_settings_form_takes_a_night_shift_and_refuses_an_empty_day(world):
+    form = {
+        "phi_access_clients": "10",
+        "phi_access_window_minutes": "30",
+        "after_hours_margin_minutes": "120",
+        "after_hours_signs": "1",
+        "api_key_refusals": "20",
+        "api_key_refusals_window_minutes": "10",
+    }
+    night = AlertRulesForm({**form, "working_day_start": "22:00", "working_day_end": "06:00"})
+    assert night.is_valid(), night.errors
+    empty = AlertRulesForm({**form, "working_day_start": "08:00", "working_day_end": "08:00"})
+    assert not empty.is_valid() and "start and end at the same time" in str(empty.errors["working_day_end"])
+
+
+def test_a_night_shift_sign_off_inside_its_hours_raises_nothing(world):
+    # A 23-hour day that started an hour ago and ends an hour before it
+    # started: its start is later than its end (except between 01:00 and 02:00).
+    now = timezone.now().astimezone(zoneinfo.ZoneInfo(world.practice.timezone))
+    start, end = (now - timedelta(hours=1)).time(), (now - timedelta(hours=2)).time()
+    alert_rules_save(
+        practice=world.practice,
+        actor=world.admin,
+        working_day_start=start,
+        working_day_end=end,
+        after_hours_margin_minutes=0,
+        after_hours_signs=1,
     )
     note_sign_now(note_factory(practice=world.practice, clinician=world.clinician), world.clinician)
     assert Alert.Kind.AFTER_HOURS_SIGN not in [a.kind for a in alert_rules_evaluate(practice=world.practice)]

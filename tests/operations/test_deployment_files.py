@@ -1,8 +1,9 @@
 """Docker cannot run in CI here, so the deployment files are checked for what
 can be checked without it: compose.yaml parses and runs every service
 docs/deployment.md names with the documented commands, the Dockerfile runs
-the documented commands as a non-root user, and the env-file example has
-every secret the production settings require."""
+the documented commands as a non-root user, the env-file examples have
+every secret the production settings require, and the database owner's
+credentials reach only db and migrate."""
 
 import json
 import re
@@ -85,18 +86,44 @@ def test_the_web_service_is_ready_only_when_readyz_says_so():
     assert any("/readyz" in part for part in test)
 
 
-def test_secrets_come_from_the_env_file_and_the_example_has_every_required_one():
+def env_files(service: dict) -> list[str]:
+    files = service.get("env_file", [])
+    return [files] if isinstance(files, str) else list(files)
+
+
+def env_names(path: str) -> set[str]:
+    return set(re.findall(r"^([A-Z_]+)=", (ROOT / path).read_text(), flags=re.MULTILINE))
+
+
+def test_secrets_come_from_the_env_files_and_the_examples_have_every_required_one():
     services = compose()["services"]
     for name in ("migrate", "web", "worker", "beat"):
-        assert services[name]["env_file"] == "deploy/psyfi.env"
+        assert "deploy/psyfi.env" in env_files(services[name]), name
         assert "environment" not in services[name]  # no secret written into compose.yaml
-    example = (ROOT / "deploy/psyfi.env.example").read_text()
-    names = set(re.findall(r"^([A-Z_]+)=", example, flags=re.MULTILINE))
+    names = env_names("deploy/psyfi.env.example")
     required = {"SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "PSYFI_CREDENTIALS_KEYS", "PSYFI_IDENTIFIER_SYSTEM"}
     assert required <= names
-    assert {"OWNER_DATABASE_URL", "PSYFI_APP_DB_PASSWORD", "POSTGRES_PASSWORD", "REDIS_URL"} <= names
+    assert {"PSYFI_APP_DB_PASSWORD", "REDIS_URL"} <= names
+    assert {"OWNER_DATABASE_URL", "POSTGRES_PASSWORD"} <= env_names("deploy/owner.env.example")
+    assert env_files(services["db"]) == ["deploy/owner.env"]
+    assert env_files(services["migrate"]) == ["deploy/psyfi.env", "deploy/owner.env"]
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert "deploy/psyfi.env" in ignored and ".git" in ignored
+    assert {"deploy/psyfi.env", "deploy/owner.env", ".git"} <= set(ignored)
+    assert {"deploy/psyfi.env", "deploy/owner.env"} <= set((ROOT / ".gitignore").read_text().split())
+
+
+def test_no_running_service_gets_the_database_owners_credentials():
+    # The owner can switch off the audit log's trigger: only db and migrate see it.
+    services = compose()["services"]
+    for name in ("web", "worker", "beat", "proxy"):
+        service = services[name]
+        assert "deploy/owner.env" not in env_files(service), name
+        for path in env_files(service):
+            leaked = {n for n in env_names(path + ".example") if n.startswith("OWNER_") or n == "POSTGRES_PASSWORD"}
+            assert not leaked, (name, path, leaked)
+        environment = service.get("environment") or {}
+        keys = environment if isinstance(environment, dict) else [item.split("=", 1)[0] for item in environment]
+        assert not [k for k in keys if k.startswith("OWNER_") or k == "POSTGRES_PASSWORD"], name
 
 
 def test_the_dockerfile_is_slim_non_root_and_runs_the_documented_commands():

@@ -15,7 +15,7 @@ from django.conf import settings
 from audit.models import AuditEvent
 from integrations.mapping import mapping_default_document
 from integrations.models import Alert, Delivery, DeliveryAttempt, EHRConnection, SandboxFaults
-from integrations.services import connection_create, delivery_send, mapping_save
+from integrations.services import alert_resolve, connection_create, connection_test, delivery_send, mapping_save
 from integrations.services.schema_drift import (
     capability_problems,
     rest_schema_problems,
@@ -24,7 +24,7 @@ from integrations.services.schema_drift import (
 )
 from notes.models import NoteTemplate
 from tests.factories import client_factory, note_factory, note_sign_now, world_factory
-from tests.integrations.support import free_port
+from tests.integrations.support import FakeEHR, fhir_connection, free_port
 
 
 def _sandbox(practice, live_server) -> EHRConnection:
@@ -98,6 +98,47 @@ def test_the_daily_check_covers_each_active_fhir_and_rest_connection(world):
     report = schema_drift_check(connection=connection)
     assert report.error and report.problems == []
     assert not Alert.objects.filter(kind=Alert.Kind.SCHEMA_DRIFT).exists()
+
+
+@pytest.fixture
+def fake_ehr():
+    ehr = FakeEHR(conditional_create=True).start()
+    yield ehr
+    ehr.stop()
+
+
+def _drift_fields(connection) -> list[str]:
+    return [p["field"] for p in schema_drift_check(connection=connection).problems]
+
+
+def test_a_dropped_conditional_create_stays_reported_until_a_person_resolves_the_alert(world, fake_ehr):
+    connection = fhir_connection(world.practice, fake_ehr.base_url)
+    assert "error" not in connection_test(connection=connection, actor=world.admin)
+    fake_ehr.conditional_create = False  # the EHR's update
+    assert _drift_fields(connection) == ["DocumentReference.conditionalCreate"]
+    # The first check recorded what the EHR now declares; the second still reports the drop.
+    connection.refresh_from_db()
+    assert connection.supports_conditional_create is False
+    assert _drift_fields(connection) == ["DocumentReference.conditionalCreate"]
+    alert = Alert.objects.get(kind=Alert.Kind.SCHEMA_DRIFT, connection=connection, resolved_at__isnull=True)
+    assert alert.count == 2
+    alert_resolve(alert=alert, actor=world.admin)  # accepted
+    assert _drift_fields(connection) == []
+    assert not Alert.objects.filter(kind=Alert.Kind.SCHEMA_DRIFT, resolved_at__isnull=True).exists()
+
+
+def test_a_dropped_conditional_create_stays_reported_until_the_connection_is_tested_again(world, fake_ehr):
+    connection = fhir_connection(world.practice, fake_ehr.base_url)
+    connection_test(connection=connection, actor=world.admin)
+    fake_ehr.conditional_create = False
+    # A delivery's own /metadata read recorded the change before any check ran.
+    EHRConnection.objects.filter(pk=connection.pk).update(supports_conditional_create=False)
+    connection.refresh_from_db()
+    assert _drift_fields(connection) == ["DocumentReference.conditionalCreate"]
+    assert _drift_fields(connection) == ["DocumentReference.conditionalCreate"]
+    connection_test(connection=connection, actor=world.admin)  # a person re-tests: the new baseline
+    connection.refresh_from_db()
+    assert _drift_fields(connection) == []
 
 
 def test_capability_changes_are_drift():
