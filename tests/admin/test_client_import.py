@@ -111,6 +111,22 @@ def test_the_service_rejects_the_whole_file_for_one_bad_row(world):
     assert not Client.objects.filter(ehr_patient_id__in=["M-1", "M-2"]).exists()
 
 
+def test_errors_name_the_files_line_after_a_blank_line_and_a_cell_spanning_lines(world):
+    data = (
+        "First Name,Last Name,DOB,MRN,Clinician\n"  # line 1
+        "\n"  # line 2: blank
+        f'Ada,"Lovelace\nByron",1815-12-10,M-1,{world.clinician.username}\n'  # lines 3-4
+        f",Nameless,1990-01-01,M-2,{world.clinician.username}\n"  # line 5: no given name
+        f"Ada,Again,1815-12-10,M-1,{world.clinician.username}\n"  # line 6: same MRN as line 3
+    ).encode()
+    with pytest.raises(ImportRejected) as caught:
+        client_import(actor=world.admin, data=data)
+    assert [(row.line, row.errors) for row in caught.value.preview.error_rows] == [
+        (5, ["Given name is missing."]),
+        (6, ["EHR patient id “M-1” is also on line 3."]),
+    ]
+
+
 def test_a_file_without_the_required_columns_is_refused_with_the_missing_names(world, login_as):
     response = login_as(world.admin).post(
         "/practice/clients/import/", {"file": _upload(b"name,birthday\nAda Lovelace,1815-12-10\n")}

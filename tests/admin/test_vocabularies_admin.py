@@ -132,6 +132,14 @@ def test_one_bad_csv_line_rejects_the_file_with_each_lines_error(world, login_as
     assert not AuditEvent.objects.filter(action="vocabulary.import").exists()
 
 
+def test_csv_errors_name_the_files_line_after_a_blank_line(world, login_as):
+    response = login_as(world.admin).post(
+        "/practice/vocabulary/import/", {"file": _upload("term,synonyms\n\nNarrative therapy,narrative\n,orphan\n")}
+    )
+    assert response.status_code == 400
+    assert "line 4: the term is empty." in response.content.decode()
+
+
 def test_another_practices_term_is_unreachable(world, login_as):
     theirs = _term(world, "CBT", practice=world.other_practice)
     admin = login_as(world.admin)
