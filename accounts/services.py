@@ -245,22 +245,29 @@ def _invitation_usable(invitation: Invitation | None, now) -> Invitation:
 
 def invitation_for_token(*, token: str, now=None) -> Invitation:
     """The pending invitation the token opens, or InvitationInvalid saying why not."""
+    return invitation_for_token_hash(hashed=token_hash(token or ""), now=now)
+
+
+def invitation_for_token_hash(*, hashed: str, now=None) -> Invitation:
+    """As invitation_for_token, from the token's hash (what the accepting
+    browser's session keeps instead of the token)."""
     now = now or timezone.now()
-    found = Invitation.objects.select_related("practice").filter(token_hash=token_hash(token or "")).first()
+    found = Invitation.objects.select_related("practice").filter(token_hash=hashed or "-").first()
     return _invitation_usable(found, now)
 
 
 @transaction.atomic
-def invitation_accept(*, token: str, password: str, first_name: str = "", last_name: str = "", now=None):
+def invitation_accept(
+    *, token: str = "", hashed: str = "", password: str, first_name: str = "", last_name: str = "", now=None
+):
     """Use the invitation once: create the user (username = the invited
-    address) and the membership. Raises InvitationInvalid, or a
-    ValidationError with Django's password validators' messages."""
+    address) and the membership. The invitation is named by its token or by
+    the token's hash. Raises InvitationInvalid, or a ValidationError with
+    Django's password validators' messages."""
     now = now or timezone.now()
+    hashed = hashed or token_hash(token or "")
     found = (
-        Invitation.objects.select_for_update(of=("self",))
-        .select_related("practice")
-        .filter(token_hash=token_hash(token or ""))
-        .first()
+        Invitation.objects.select_for_update(of=("self",)).select_related("practice").filter(token_hash=hashed).first()
     )
     invitation = _invitation_usable(found, now)
     User = get_user_model()
