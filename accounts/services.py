@@ -13,8 +13,9 @@ import secrets
 from datetime import timedelta
 from zoneinfo import available_timezones
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -244,22 +245,29 @@ def _invitation_usable(invitation: Invitation | None, now) -> Invitation:
 
 def invitation_for_token(*, token: str, now=None) -> Invitation:
     """The pending invitation the token opens, or InvitationInvalid saying why not."""
+    return invitation_for_token_hash(hashed=token_hash(token or ""), now=now)
+
+
+def invitation_for_token_hash(*, hashed: str, now=None) -> Invitation:
+    """As invitation_for_token, from the token's hash (what the accepting
+    browser's session keeps instead of the token)."""
     now = now or timezone.now()
-    found = Invitation.objects.select_related("practice").filter(token_hash=token_hash(token or "")).first()
+    found = Invitation.objects.select_related("practice").filter(token_hash=hashed or "-").first()
     return _invitation_usable(found, now)
 
 
 @transaction.atomic
-def invitation_accept(*, token: str, password: str, first_name: str = "", last_name: str = "", now=None):
+def invitation_accept(
+    *, token: str = "", hashed: str = "", password: str, first_name: str = "", last_name: str = "", now=None
+):
     """Use the invitation once: create the user (username = the invited
-    address) and the membership. Raises InvitationInvalid, or a
-    ValidationError with Django's password validators' messages."""
+    address) and the membership. The invitation is named by its token or by
+    the token's hash. Raises InvitationInvalid, or a ValidationError with
+    Django's password validators' messages."""
     now = now or timezone.now()
+    hashed = hashed or token_hash(token or "")
     found = (
-        Invitation.objects.select_for_update(of=("self",))
-        .select_related("practice")
-        .filter(token_hash=token_hash(token or ""))
-        .first()
+        Invitation.objects.select_for_update(of=("self",)).select_related("practice").filter(token_hash=hashed).first()
     )
     invitation = _invitation_usable(found, now)
     User = get_user_model()
@@ -385,6 +393,21 @@ def _membership_lock(membership: Membership) -> Membership:
     return Membership.objects.select_for_update(of=("self",)).select_related("user", "practice").get(pk=membership.pk)
 
 
+def _end_sessions(user) -> int:
+    """Delete every open session of the user (database session backend).
+    A session logged in before a deactivation or a second-factor reset must
+    not come back: after a reset it would still hold the password login and
+    could enroll an authenticator of its holder's choosing; after a
+    reactivation it would be verified again without anyone logging in."""
+    user_pk = str(user.pk)
+    stale = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if str(session.get_decoded().get(SESSION_KEY)) == user_pk
+    ]
+    return Session.objects.filter(pk__in=stale).delete()[0]
+
+
 def _other_active_admins(membership: Membership) -> bool:
     return (
         Membership.objects.filter(practice=membership.practice, role=Role.PRACTICE_ADMIN, is_active=True)
@@ -395,8 +418,8 @@ def _other_active_admins(membership: Membership) -> bool:
 
 @transaction.atomic
 def member_deactivate(*, membership: Membership, actor) -> Membership:
-    """The member can no longer log in, and an open session is refused on its
-    next request: user.is_active=False makes Django's ModelBackend drop it."""
+    """The member can no longer log in, and their open sessions end: they
+    are deleted, so a later reactivation does not bring them back."""
     membership = _membership_lock(membership)
     _require_admin(actor, membership.practice)
     if not membership.is_active:
@@ -412,7 +435,14 @@ def member_deactivate(*, membership: Membership, actor) -> Membership:
     user = membership.user
     user.is_active = False
     user.save(update_fields=["is_active"])
-    audit_record(practice=membership.practice, actor=_actor(actor), action="member.deactivate", obj=membership)
+    sessions_ended = _end_sessions(user)
+    audit_record(
+        practice=membership.practice,
+        actor=_actor(actor),
+        action="member.deactivate",
+        obj=membership,
+        detail={"sessions_ended": sessions_ended},
+    )
     return membership
 
 
@@ -433,21 +463,22 @@ def member_reactivate(*, membership: Membership, actor) -> Membership:
 
 @transaction.atomic
 def member_otp_reset(*, membership: Membership, actor) -> Membership:
-    """Delete the member's authenticator and backup codes. Their open session
-    is no longer verified (django-otp finds no device), and at the next login
-    the password alone leads only to enrolling a new authenticator."""
+    """Delete the member's authenticator and backup codes and end their open
+    sessions: only a password login after the reset leads to enrolling a new
+    authenticator (an older session, or whoever holds it, cannot enroll)."""
     membership = _membership_lock(membership)
     _require_admin(actor, membership.practice)
     if membership.user_id == getattr(actor, "pk", None):
         raise DomainError("You cannot reset your own second factor; ask another practice admin.")
     removed = TOTPDevice.objects.filter(user=membership.user).delete()[0]
     removed += StaticDevice.objects.filter(user=membership.user).delete()[0]
+    sessions_ended = _end_sessions(membership.user)
     audit_record(
         practice=membership.practice,
         actor=_actor(actor),
         action="member.otp_reset",
         obj=membership,
-        detail={"rows_removed": removed},
+        detail={"rows_removed": removed, "sessions_ended": sessions_ended},
     )
     return membership
 

@@ -28,7 +28,7 @@ from notes.roles import Role, membership_of
 from notes.views import member_required
 from quality.models import SamplingPolicy
 
-_INVITE_SESSION_KEY = "invitation_token"
+_INVITE_SESSION_KEY = "invitation_token_hash"
 
 
 def _form_error(form, exc: DomainError) -> None:
@@ -184,18 +184,20 @@ def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
 
 @never_cache
 def invitation_open(request: HttpRequest, token: str) -> HttpResponse:
-    """Keep the token in the session and continue on a URL without it, so the
-    token does not linger in the address bar, history or a Referer header."""
-    request.session[_INVITE_SESSION_KEY] = token
+    """Keep the token's hash in the session and continue on a URL without the
+    token, so it does not linger in the address bar, history or a Referer
+    header. Only the hash is stored (as in the invitation row): whoever reads
+    the session store cannot open the invitation with it."""
+    request.session[_INVITE_SESSION_KEY] = services.token_hash(token)
     return redirect("accounts:invitation_accept")
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def invitation_accept(request: HttpRequest) -> HttpResponse:
-    token = request.session.get(_INVITE_SESSION_KEY, "")
+    hashed = request.session.get(_INVITE_SESSION_KEY, "")
     try:
-        invitation = services.invitation_for_token(token=token)
+        invitation = services.invitation_for_token_hash(hashed=hashed)
     except DomainError as exc:
         return render(request, "accounts/invitation_invalid.html", {"message": exc.message}, status=exc.status_code)
     form = AcceptForm(
@@ -204,7 +206,7 @@ def invitation_accept(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user = services.invitation_accept(
-                token=token,
+                hashed=hashed,
                 password=form.cleaned_data["password1"],
                 first_name=form.cleaned_data["first_name"],
                 last_name=form.cleaned_data["last_name"],

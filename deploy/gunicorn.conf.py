@@ -2,7 +2,8 @@
 
 Logs are JSON lines like the app's (operations/logs.py). The access log
 names the path without its query string: a search box's query would be a
-client's name.
+client's name; and an invitation link's token in the path is masked
+(operations/access_log.py).
 """
 
 import os
@@ -21,6 +22,8 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 
 accesslog = "-"
 access_log_format = "%(m)s %(U)s %(s)s %(B)s bytes %(M)s ms request_id=%({x-request-id}o)s"
+# Masks the token of /accounts/invitation/<token>/ in every atom of the line.
+logger_class = "operations.access_log.MaskingLogger"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -4,6 +4,16 @@ the rules (who, uniqueness, minors' guardians) are in the services."""
 from django import forms
 
 from notes.models import ClientConsent, NoteTemplateVersion, TemplateSection
+from practice_admin.services.client_import import MAX_BYTES as CLIENT_IMPORT_MAX_BYTES
+from practice_admin.services.vocabularies import MAX_IMPORT_BYTES as VOCABULARY_IMPORT_MAX_BYTES
+
+
+def _refuse_oversized(upload, max_bytes: int) -> None:
+    """Checked on the size the upload handler counted, before anything reads
+    the file into memory (the services check the bytes again)."""
+    if upload is not None and upload.size > max_bytes:
+        megabytes = max_bytes / (1024 * 1024)
+        raise forms.ValidationError(f"The file is larger than {megabytes:g} MB; split it.", code="too_large")
 
 
 class ClinicianChoice(forms.ModelChoiceField):
@@ -37,8 +47,15 @@ class ClientImportForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["default_clinician"].queryset = clinicians
 
+    def clean_file(self):
+        upload = self.cleaned_data.get("file")
+        _refuse_oversized(upload, CLIENT_IMPORT_MAX_BYTES)
+        return upload
+
     def clean(self):
         cleaned = super().clean()
+        if self.has_error("file"):
+            return cleaned
         upload = cleaned.get("file")
         if upload is not None:
             cleaned["data"] = upload.read()
@@ -126,7 +143,14 @@ class SynonymsForm(forms.Form):
 
 
 class CsvUploadForm(forms.Form):
+    """The vocabulary import's upload."""
+
     file = forms.FileField(label="CSV file")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        _refuse_oversized(upload, VOCABULARY_IMPORT_MAX_BYTES)
+        return upload
 
 
 class AISourceForm(forms.Form):

@@ -8,7 +8,6 @@ default clinician for the whole file.
 """
 
 import csv
-import io
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -22,6 +21,7 @@ from notes import services as notes_services
 from notes.errors import DomainError
 from notes.models import Client, Membership
 from practice_admin.access import admin_membership
+from practice_admin.services.csv_rows import numbered_rows
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 5000
@@ -129,11 +129,11 @@ def client_import_preview(*, actor, data: bytes | str, default_clinician=None) -
         return preview
     text = _decode(data)
     try:
-        table = list(csv.reader(io.StringIO(text, newline="")))
+        numbered = numbered_rows(text)
     except csv.Error as exc:
         preview.file_errors.append(f"The file is not valid CSV: {exc}.")
         return preview
-    table = [row for row in table if any(cell.strip() for cell in row)] if table else []
+    table = [cells for _, cells in numbered]
     if not table:
         preview.file_errors.append("The file is empty.")
         return preview
@@ -160,7 +160,7 @@ def client_import_preview(*, actor, data: bytes | str, default_clinician=None) -
     seen_ids: dict[str, int] = {}
     today = timezone.localdate()
     max_len = {f: Client._meta.get_field(f).max_length for f in ("given_name", "family_name", "ehr_patient_id")}
-    for line, cells in enumerate(table[1:], start=2):
+    for line, cells in numbered[1:]:
         raw = {name: (cells[i].strip() if i < len(cells) else "") for name, i in columns.items()}
         row = ImportRow(line=line, values=dict(raw))
         for name in REQUIRED:

@@ -355,6 +355,11 @@ def template_preview(*, actor, version: NoteTemplateVersion, sample: str) -> Map
         payload = json.loads(sample)
     except json.JSONDecodeError as exc:
         raise DomainError(f"The sample is not valid JSON: {exc.msg} (line {exc.lineno}).", field="sample") from None
+    except (RecursionError, ValueError):
+        # Nested deeper than the parser's recursion limit, or a number too long
+        # to convert: no AI output looks like that, so a field error, not a 500.
+        message = "The sample is nested too deeply or holds a number too long to read."
+        raise DomainError(message, field="sample") from None
     if not isinstance(payload, dict):
         raise DomainError("The sample must be a JSON object of AI output fields.", field="sample")
     return map_ai_output(

@@ -7,7 +7,6 @@ history user) and is an audit event. A term in use by a note is only ever
 retired: the notes that coded it keep a term that still exists."""
 
 import csv
-import io
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -18,6 +17,7 @@ from notes.errors import DomainError
 from notes.models import InterventionTerm, NoteSection, TemplateSection
 from notes.vocabulary import _norm
 from practice_admin.access import admin_membership
+from practice_admin.services.csv_rows import numbered_rows
 
 MAX_SYNONYMS = 30
 MAX_IMPORT_ROWS = 2000
@@ -191,9 +191,10 @@ def vocabulary_import(*, actor, data: bytes | str) -> VocabularyImportResult:
                 "The file is not UTF-8 text.", errors=["Save the file as CSV (UTF-8)."]
             ) from None
     try:
-        table = [row for row in csv.reader(io.StringIO(data, newline="")) if any(c.strip() for c in row)]
+        numbered = numbered_rows(data)
     except csv.Error as exc:
         raise VocabularyImportRejected("The file is not valid CSV.", errors=[str(exc)]) from None
+    table = [cells for _, cells in numbered]
     header = [h.strip().lower() for h in table[0]] if table else []
     if "term" not in header:
         raise VocabularyImportRejected(
@@ -214,7 +215,7 @@ def vocabulary_import(*, actor, data: bytes | str) -> VocabularyImportResult:
         for name in [t.term, *(t.synonyms or [])]:
             owners[_norm(name)] = t.term
     plan, result, seen = [], VocabularyImportResult(), {}
-    for line, cells in enumerate(table[1:], start=2):
+    for line, cells in numbered[1:]:
         term = " ".join((cells[t_col] if t_col < len(cells) else "").split())
         synonyms = synonyms_parse(cells[s_col]) if s_col is not None and s_col < len(cells) else []
         if not term:

@@ -4,7 +4,7 @@ the draft version, preview a sample draft on it, publish, diff two versions."""
 import json
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -151,6 +151,10 @@ def template_diff(request: HttpRequest, template_id: int) -> HttpResponse:
     template = selectors.template_for_admin(user=request.user, template_id=template_id)
     versions = list(template.versions.order_by("version"))
     numbers = [v.version for v in versions]
+    if not numbers:
+        # A template saved without any version (imported or half-created) has
+        # nothing to compare: a 404 rather than an IndexError.
+        raise Http404("This template has no versions to compare.")
     try:
         a = int(request.GET.get("a") or (numbers[-2] if len(numbers) > 1 else numbers[0]))
         b = int(request.GET.get("b") or numbers[-1])

@@ -7,7 +7,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from audit.models import AuditEvent
 from notes.models import Client
-from practice_admin.services.client_import import ImportRejected, client_import
+from practice_admin.forms import ClientImportForm
+from practice_admin.services.client_import import MAX_BYTES, ImportRejected, client_import
 from tests.factories import client_factory
 
 pytestmark = pytest.mark.django_db
@@ -20,6 +21,28 @@ def _csv(world, *rows: str) -> bytes:
 
 def _upload(content: bytes):
     return SimpleUploadedFile("clients.csv", content, content_type="text/csv")
+
+
+class _UnreadableUpload(SimpleUploadedFile):
+    """An upload that fails the test if anything reads it."""
+
+    def read(self, *args, **kwargs):
+        raise AssertionError("the oversized upload was read")
+
+
+def test_a_file_just_over_the_limit_is_refused_on_the_file_field_before_it_is_read(world, login_as):
+    data = _csv(world, f"Ada,Lovelace,1815-12-10,M-1,{world.clinician.username}")
+    data += b"x" * (MAX_BYTES + 1 - len(data))
+    response = login_as(world.admin).post("/practice/clients/import/", {"file": _upload(data)})
+    assert response.status_code == 400
+    assert response.context["form"].errors["file"] == ["The file is larger than 2 MB; split it."]
+    assert not Client.objects.filter(ehr_patient_id="M-1").exists()
+
+    oversized = _UnreadableUpload("clients.csv", b"", content_type="text/csv")
+    oversized.size = MAX_BYTES + 1
+    form = ClientImportForm(data={}, files={"file": oversized}, clinicians=Client.objects.none())
+    assert not form.is_valid()
+    assert form.errors["file"] == ["The file is larger than 2 MB; split it."]
 
 
 def test_upload_shows_a_preview_and_writes_nothing(world, login_as):
@@ -86,6 +109,22 @@ def test_the_service_rejects_the_whole_file_for_one_bad_row(world):
         (3, ["No clinician: fill the clinician column or choose a default clinician."])
     ]
     assert not Client.objects.filter(ehr_patient_id__in=["M-1", "M-2"]).exists()
+
+
+def test_errors_name_the_files_line_after_a_blank_line_and_a_cell_spanning_lines(world):
+    data = (
+        "First Name,Last Name,DOB,MRN,Clinician\n"  # line 1
+        "\n"  # line 2: blank
+        f'Ada,"Lovelace\nByron",1815-12-10,M-1,{world.clinician.username}\n'  # lines 3-4
+        f",Nameless,1990-01-01,M-2,{world.clinician.username}\n"  # line 5: no given name
+        f"Ada,Again,1815-12-10,M-1,{world.clinician.username}\n"  # line 6: same MRN as line 3
+    ).encode()
+    with pytest.raises(ImportRejected) as caught:
+        client_import(actor=world.admin, data=data)
+    assert [(row.line, row.errors) for row in caught.value.preview.error_rows] == [
+        (5, ["Given name is missing."]),
+        (6, ["EHR patient id “M-1” is also on line 3."]),
+    ]
 
 
 def test_a_file_without_the_required_columns_is_refused_with_the_missing_names(world, login_as):

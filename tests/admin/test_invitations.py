@@ -2,9 +2,11 @@
 is stored only as a hash, and accepting it sets the person's own password."""
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.core import mail
 from django.test import Client as DjangoClient
 from django.utils import timezone
@@ -12,6 +14,7 @@ from django.utils import timezone
 from accounts import services
 from accounts.models import Invitation
 from notes.models import Membership
+from operations.access_log import MaskingLogger
 from tests.admin.helpers import (
     NEW_PASSWORD,
     accept_and_enroll,
@@ -84,6 +87,61 @@ def test_accepting_creates_the_member_with_the_invited_role_and_details(
     assert user.get_full_name() == "Sam Okafor"  # the invitation's spelling when none is typed
     assert Invitation.objects.get().accepted_user == user
     assert last_event("invitation.accept").actor_user == user
+
+
+def test_the_session_keeps_only_the_tokens_hash_which_opens_no_invitation(
+    world, admin_browser, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        invite(admin_browser, "hashed@example.org")
+    link = link_from_last_email()
+    token = path_of(link).rstrip("/").rsplit("/", 1)[1]
+    browser = DjangoClient()
+    assert browser.get(path_of(link), follow=True).status_code == 200
+    stored = Session.objects.get(session_key=browser.session.session_key)
+    decoded = stored.get_decoded()
+    assert token not in stored.session_data and token not in str(decoded)
+    assert services.token_hash(token) in decoded.values()
+    # What a reader of the session store finds does not open the invitation.
+    for value in decoded.values():
+        refused = DjangoClient().get(f"/accounts/invitation/{value}/", follow=True)
+        assert refused.status_code == 404
+    # The browser that opened the link still accepts it.
+    response = browser.post("/accounts/invitation/accept/", {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD})
+    assert response.status_code == 302 and response["Location"] == "/accounts/enroll/"
+    assert get_user_model().objects.filter(username="hashed@example.org").exists()
+
+
+def _access_atoms(path: str, referer: str = "-") -> dict:
+    from datetime import timedelta as duration
+
+    from gunicorn.config import Config
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": path,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_REFERER": referer,
+    }
+    response = SimpleNamespace(status="302 Found", sent=0, headers=[("X-Request-Id", "r-1")])
+    request = SimpleNamespace(headers=[("REFERER", referer)])
+    return MaskingLogger(Config()).atoms(response, request, environ, duration(milliseconds=3))
+
+
+def test_the_access_log_masks_the_invitation_token_in_every_atom():
+    token = "Zq3-secret_Token0123456789abcdefghijklmnopq"
+    atoms = _access_atoms(
+        f"/accounts/invitation/{token}/", referer=f"https://psyfi.example/accounts/invitation/{token}/"
+    )
+    assert atoms["U"] == "/accounts/invitation/…/"
+    assert atoms["r"] == "GET /accounts/invitation/…/ HTTP/1.1"
+    assert atoms["f"] == "https://psyfi.example/accounts/invitation/…/"
+    assert not [key for key, value in atoms.items() if token in str(value)]
+    # Paths without a token are logged as they are.
+    assert _access_atoms("/accounts/invitation/accept/")["U"] == "/accounts/invitation/accept/"
+    assert _access_atoms("/queue/")["U"] == "/queue/"
 
 
 def test_an_invitation_link_works_only_once(world, admin_browser, django_capture_on_commit_callbacks):

@@ -62,6 +62,20 @@ def test_a_deactivated_member_cannot_log_in_again_until_reactivated(world, admin
     assert last_event("member.reactivate").actor_user == world.admin
 
 
+def test_reactivating_a_member_does_not_bring_back_a_session_from_before_the_deactivation(
+    world, admin_browser, login_as
+):
+    clinician_browser = login_as(world.clinician)
+    assert clinician_browser.get("/queue/").status_code == 200
+    membership = world.clinician.membership
+    admin_browser.post(f"/practice/people/{membership.pk}/deactivate/")
+    admin_browser.post(f"/practice/people/{membership.pk}/reactivate/")
+    refused = clinician_browser.get("/queue/")
+    assert refused.status_code == 302 and refused["Location"].startswith("/login/")
+    assert "_auth_user_id" not in clinician_browser.session
+    assert last_event("member.deactivate").detail["sessions_ended"] == 1
+
+
 def test_the_last_active_admin_cannot_be_deactivated_or_demoted_and_nobody_deactivates_themself(world, admin_browser):
     admin_membership = world.admin.membership
     with pytest.raises(DomainError, match="yourself"):
@@ -95,6 +109,22 @@ def test_resetting_a_second_factor_removes_the_devices_and_the_member_re_enrolls
     done = browser.post("/accounts/enroll/", {"otp_token": code_for(uri)})
     assert len(backup_codes(done.content.decode())) == 10
     assert browser.get("/queue/").status_code == 200
+
+
+def test_a_session_open_before_a_reset_cannot_enroll_an_authenticator(world, admin_browser, login_as):
+    """A session logged in before the reset (say on a lost or shared device)
+    would keep its password login once the devices are gone: the reset ends
+    it, so it never reaches enrollment and cannot put its holder's
+    authenticator on the account."""
+    old = login_as(world.clinician)
+    membership = world.clinician.membership
+    assert admin_browser.post(f"/practice/people/{membership.pk}/reset-second-factor/").status_code == 302
+    page = old.get("/accounts/enroll/")
+    assert page.status_code == 302 and page["Location"].startswith("/login")
+    posted = old.post("/accounts/enroll/", {"otp_token": "123456"})
+    assert posted.status_code == 302 and posted["Location"].startswith("/login")
+    assert not TOTPDevice.objects.filter(user=world.clinician).exists()
+    assert last_event("member.otp_reset").detail["sessions_ended"] == 1
 
 
 def test_a_wrong_password_never_reaches_enrollment_after_a_reset(world):

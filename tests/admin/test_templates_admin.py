@@ -150,6 +150,13 @@ def test_the_diff_shows_added_and_changed_sections(world, login_as):
     assert "unplaced_policy: flag → fallback" in page
 
 
+def test_the_diff_of_a_template_without_versions_is_a_404_not_a_500(world, login_as):
+    bare = NoteTemplate.objects.create(practice=world.practice, key="bare", name="Bare", kind=NoteTemplate.Kind.CUSTOM)
+    assert not bare.versions.exists()
+    response = login_as(world.admin).get(f"/practice/templates/{bare.pk}/diff/")
+    assert response.status_code == 404
+
+
 def test_the_preview_maps_a_sample_draft_onto_the_draft_and_saves_nothing(world, login_as):
     template = svc.template_custom_create(actor=world.admin, name="Intake")
     draft = template.versions.get()
@@ -174,6 +181,15 @@ def test_the_preview_maps_a_sample_draft_onto_the_draft_and_saves_nothing(world,
     assert AuditEvent.objects.count() == before
     bad = admin.post(f"/practice/templates/{template.pk}/v1/preview/", {"sample": "{not json"})
     assert bad.status_code == 400 and "The sample is not valid JSON" in bad.content.decode()
+
+
+def test_a_preview_sample_nested_too_deeply_or_with_an_endless_number_is_a_field_error(world, login_as):
+    template = svc.template_custom_create(actor=world.admin, name="Intake")
+    admin = login_as(world.admin)
+    for sample in ("[" * 100_000, '{"a": ' + "1" * 10_000 + "}"):
+        response = admin.post(f"/practice/templates/{template.pk}/v1/preview/", {"sample": sample})
+        assert response.status_code == 400
+        assert "The sample is nested too deeply or holds a number too long to read." in response.content.decode()
 
 
 def test_marking_as_psychotherapy_notes_is_audited(world, login_as):

@@ -9,7 +9,9 @@ from audit.models import AuditEvent
 from notes.errors import DomainError
 from notes.models import InterventionTerm
 from notes.services import practice_vocabulary
+from practice_admin.forms import CsvUploadForm
 from practice_admin.services import vocabularies as vocab
+from practice_admin.services.vocabularies import MAX_IMPORT_BYTES
 from tests.factories import ai_output, note_factory
 
 pytestmark = pytest.mark.django_db
@@ -99,6 +101,24 @@ def test_the_csv_import_adds_and_updates_terms(world, login_as):
     assert event.detail == {"added": ["Narrative therapy"], "updated": ["DBT"]}
 
 
+def test_a_csv_just_over_the_limit_is_refused_on_the_file_field_before_it_is_read(world, login_as):
+    text = "term,synonyms\nNarrative therapy,narrative\n"
+    text += "x" * (MAX_IMPORT_BYTES + 1 - len(text))
+    response = login_as(world.admin).post("/practice/vocabulary/import/", {"file": _upload(text)})
+    assert response.status_code == 400
+    assert response.context["import_form"].errors["file"] == ["The file is larger than 1 MB; split it."]
+    assert not InterventionTerm.objects.filter(term="Narrative therapy").exists()
+
+    class Unreadable(SimpleUploadedFile):
+        def read(self, *args, **kwargs):
+            raise AssertionError("the oversized upload was read")
+
+    oversized = Unreadable("terms.csv", b"", content_type="text/csv")
+    oversized.size = MAX_IMPORT_BYTES + 1
+    form = CsvUploadForm(data={}, files={"file": oversized})
+    assert not form.is_valid() and form.errors["file"] == ["The file is larger than 1 MB; split it."]
+
+
 def test_one_bad_csv_line_rejects_the_file_with_each_lines_error(world, login_as):
     response = login_as(world.admin).post(
         "/practice/vocabulary/import/",
@@ -110,6 +130,14 @@ def test_one_bad_csv_line_rejects_the_file_with_each_lines_error(world, login_as
     assert "line 4: “motivational interviewing” already belongs to “MI”." in page
     assert not InterventionTerm.objects.filter(term="Narrative therapy").exists()
     assert not AuditEvent.objects.filter(action="vocabulary.import").exists()
+
+
+def test_csv_errors_name_the_files_line_after_a_blank_line(world, login_as):
+    response = login_as(world.admin).post(
+        "/practice/vocabulary/import/", {"file": _upload("term,synonyms\n\nNarrative therapy,narrative\n,orphan\n")}
+    )
+    assert response.status_code == 400
+    assert "line 4: the term is empty." in response.content.decode()
 
 
 def test_another_practices_term_is_unreachable(world, login_as):
