@@ -147,22 +147,10 @@ class AlertRulesForm(forms.ModelForm):
 
     class Meta:
         from integrations.models import AlertRules
+        from integrations.services.alerts import RULE_FIELDS
 
         model = AlertRules
-        fields = [
-            "email_enabled",
-            "webhook_url",
-            "long_retry_minutes",
-            "unreachable_after_attempts",
-            "phi_access_clients",
-            "phi_access_window_minutes",
-            "working_day_start",
-            "working_day_end",
-            "after_hours_margin_minutes",
-            "after_hours_signs",
-            "api_key_refusals",
-            "api_key_refusals_window_minutes",
-        ]
+        fields = list(RULE_FIELDS)  # the fields the service saves
         labels = {
             "webhook_url": "Webhook URL (optional)",
             "long_retry_minutes": "Alert when a delivery retries longer than (minutes; blank: server default)",
