@@ -127,7 +127,15 @@ def _access_atoms(path: str, referer: str = "-") -> dict:
     }
     response = SimpleNamespace(status="302 Found", sent=0, headers=[("X-Request-Id", "r-1")])
     request = SimpleNamespace(headers=[("REFERER", referer)])
-    return MaskingLogger(Config()).atoms(response, request, environ, duration(milliseconds=3))
+    logger = MaskingLogger(Config())
+    try:
+        return logger.atoms(response, request, environ, duration(milliseconds=3))
+    finally:
+        # gunicorn's Logger puts stream handlers on its two loggers; they must
+        # not outlive the test (no handler here may lack the PHI filter).
+        for log in (logger.error_log, logger.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
 
 
 def test_the_access_log_masks_the_invitation_token_in_every_atom():
