@@ -25,6 +25,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Invitation
 from audit.services import Actor, actor_person, actor_system, audit_record
+from notes.cosign_services import supervisor_check
 from notes.errors import DomainError, NotPermitted
 from notes.models import Membership, Note, Practice
 from notes.roles import Role, membership_of
@@ -71,15 +72,6 @@ def _normalise_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
-def _check_supervisor(practice: Practice, supervisor) -> None:
-    if supervisor is None:
-        return
-    if not Membership.objects.filter(
-        user=supervisor, practice=practice, role=Role.CLINICIAN, is_active=True, pre_licensed=False
-    ).exists():
-        raise DomainError("The supervisor must be a licensed, active clinician of this practice.", field="supervisor")
-
-
 # --- invitations ------------------------------------------------------------------------------------
 
 
@@ -110,7 +102,8 @@ def invitation_create(
         credentials, licence_type, pre_licensed, supervisor = "", "", False, None
     if pre_licensed and supervisor is None:
         raise DomainError("A pre-licensed clinician needs a supervisor.", field="supervisor")
-    _check_supervisor(practice, supervisor)
+    if supervisor is not None:
+        supervisor_check(practice_id=practice.pk, supervisor=supervisor)
     User = get_user_model()
     if User.objects.filter(username__iexact=email).exists() or User.objects.filter(email__iexact=email).exists():
         raise DomainError("Someone already has an account with this email address.", field="email")
@@ -287,7 +280,7 @@ def invitation_accept(
     except IntegrityError as exc:  # the same address accepted in another practice at the same moment
         raise DomainError("Someone already has an account with this email address. Ask your practice admin.") from exc
     if invitation.supervisor_id is not None:
-        _check_supervisor(invitation.practice, invitation.supervisor)
+        supervisor_check(practice_id=invitation.practice_id, supervisor=invitation.supervisor)
     membership = Membership(
         user=user,
         practice=invitation.practice,
@@ -536,11 +529,12 @@ def member_clinician_details_update(
     _require_admin(actor, membership.practice)
     if membership.role != Role.CLINICIAN:
         raise DomainError("Only clinicians have credentials, a licence type and a supervisor.")
-    if supervisor is not None and supervisor.pk == membership.user_id:
-        raise DomainError("A clinician cannot supervise themself.", field="supervisor")
     if pre_licensed and supervisor is None:
         raise DomainError("A pre-licensed clinician needs a supervisor.", field="supervisor")
-    _check_supervisor(membership.practice, supervisor)
+    if supervisor is not None:
+        supervisor_check(
+            practice_id=membership.practice_id, supervisor=supervisor, clinician_user_id=membership.user_id
+        )
     if pre_licensed and Membership.objects.filter(supervisor=membership.user, is_active=True).exists():
         raise DomainError("This clinician supervises others, so cannot be pre-licensed.", field="pre_licensed")
     if membership.pre_licensed and not pre_licensed:

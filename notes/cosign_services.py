@@ -19,10 +19,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import actor_person, audit_record
-from notes.errors import DomainError, NotPermitted, SignBlocked, StepUpRequired
+from notes.errors import DomainError, NotPermitted, SignBlocked
 from notes.models import Membership, Note
 from notes.roles import Role, membership_of
-from notes.services import _lock, _next_state, _note_supersede, note_content_hash
+from notes.services import (
+    _consent_active,
+    _lock,
+    _next_state,
+    _note_supersede,
+    _require_step_up,
+    note_content_hash,
+)
 from psyfi_review.db_retry import retry_on_conflict
 
 S = Note.State
@@ -33,16 +40,19 @@ NO_SUPERVISOR = (
 )
 
 
-def supervisor_check(*, membership: Membership, supervisor) -> None:
-    """The supervisor of a pre-licensed clinician is an active, fully licensed
-    clinician of the same practice, and not the clinician themself. Raises
-    DomainError (field "supervisor") saying which rule is broken."""
+def supervisor_check(*, practice_id: int, supervisor, clinician_user_id: int | None = None) -> None:
+    """Who may supervise a clinician of the practice (and co-sign a
+    pre-licensed one's notes): an active, fully licensed clinician of the same
+    practice, and not the clinician themself. The one rule for every place
+    that names a supervisor (invitations, the admin's clinician form,
+    membership_supervision_set, signing). Raises DomainError (field
+    "supervisor") saying which rule is broken."""
     if supervisor is None:
         raise DomainError("Name the supervisor who co-signs this clinician's notes.", field="supervisor")
-    if supervisor.pk == membership.user_id:
+    if clinician_user_id is not None and supervisor.pk == clinician_user_id:
         raise DomainError("A clinician cannot supervise themself.", field="supervisor")
     theirs = Membership.objects.filter(user=supervisor).first()
-    if theirs is None or theirs.practice_id != membership.practice_id or not theirs.is_active:
+    if theirs is None or theirs.practice_id != practice_id or not theirs.is_active:
         raise DomainError("The supervisor must be an active member of this practice.", field="supervisor")
     if theirs.role != Role.CLINICIAN:
         raise DomainError(
@@ -65,7 +75,9 @@ def membership_supervision_set(*, membership: Membership, pre_licensed: bool, su
     if membership.role != Role.CLINICIAN:
         raise DomainError("Only a clinician can be pre-licensed.", field="pre_licensed")
     if pre_licensed:
-        supervisor_check(membership=membership, supervisor=supervisor)
+        supervisor_check(
+            practice_id=membership.practice_id, supervisor=supervisor, clinician_user_id=membership.user_id
+        )
     elif supervisor is not None:
         raise DomainError("A licensed clinician has no supervisor on record.", field="supervisor")
     # A pre-licensed clinician cannot co-sign, so they cannot stay anyone's supervisor.
@@ -112,7 +124,9 @@ def cosigner_for_signing(*, actor):
     if supervisor is None:
         raise SignBlocked(NO_SUPERVISOR)
     try:
-        supervisor_check(membership=membership, supervisor=supervisor)
+        supervisor_check(
+            practice_id=membership.practice_id, supervisor=supervisor, clinician_user_id=membership.user_id
+        )
     except DomainError as exc:
         raise SignBlocked(f"Your supervisor on record cannot co-sign: {exc.message} Ask your practice admin.") from None
     return supervisor
@@ -145,11 +159,10 @@ def note_cosign(*, note: Note, actor, step_up_at: datetime | None, now: datetime
     note = _lock(note)
     _require_supervisor(note, actor)
     new_state = _next_state(note, "cosign")
-    if step_up_at is None or now - step_up_at > note.practice.step_up_window:
-        raise StepUpRequired("Enter a code from your authenticator to co-sign.")
+    _require_step_up(note, step_up_at=step_up_at, now=now, message="Enter a code from your authenticator to co-sign.")
     # The note is final only when co-signed: a revocation since the clinician
     # signed stops it here, as it would have stopped the signature.
-    if not note.client.consents.filter(revoked_at__isnull=True).exists():
+    if not _consent_active(note.client):
         raise SignBlocked(
             "The client has no active consent to AI-assisted documentation (it was revoked after this note "
             "was signed), so it cannot be co-signed. Return it to the clinician."

@@ -101,6 +101,17 @@ def _next_state(note: Note, action: str) -> str:
     return allowed[note.state]
 
 
+def _require_step_up(note: Note, *, step_up_at: datetime | None, now: datetime, message: str) -> None:
+    """A signature (or co-signature) needs an OTP step-up within the
+    practice's step-up window; StepUpRequired with message otherwise."""
+    if step_up_at is None or now - step_up_at > note.practice.step_up_window:
+        raise StepUpRequired(message)
+
+
+def _consent_active(client: Client) -> bool:
+    return client.consents.filter(revoked_at__isnull=True).exists()
+
+
 def _require_note_clinician(note: Note, actor) -> None:
     """Only the clinician who held the session edits, signs or discards it."""
     membership = membership_of(actor)
@@ -317,7 +328,7 @@ def consent_record(
     A client under 18 on the consent date consents through a parent or
     guardian: their name is required (DomainError on guardian_name)."""
     notes = _open_notes_lock(client=client, causes=(Note.BlockedCause.CONSENT_REVOKED, Note.BlockedCause.NO_CONSENT))
-    if client.consents.filter(revoked_at__isnull=True).exists():
+    if _consent_active(client):
         raise DomainError("This client already has an active consent.", field="consented_on")
     if client_is_minor(client=client, on=consented_on) and not guardian_name.strip():
         raise DomainError(
@@ -851,13 +862,12 @@ def note_sign(*, note: Note, actor, step_up_at: datetime | None, now: datetime |
     note = _lock(note)
     _require_note_clinician(note, actor)
     new_state = _next_state(note, "sign")
-    if step_up_at is None or now - step_up_at > note.practice.step_up_window:
-        raise StepUpRequired("Enter a code from your authenticator to sign.")
+    _require_step_up(note, step_up_at=step_up_at, now=now, message="Enter a code from your authenticator to sign.")
     if note.blocked_reason:
         raise SignBlocked(note.blocked_reason)
     # Checked again at the moment of signing, not only through the block: a
     # draft stored while a revocation committed may not carry one.
-    if not note.client.consents.filter(revoked_at__isnull=True).exists():
+    if not _consent_active(note.client):
         raise SignBlocked(NO_CONSENT_REASON)
     open_flags = note.flags.filter(resolved_at__isnull=True).count()
     if open_flags:
