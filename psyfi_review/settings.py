@@ -112,6 +112,12 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
             "timeout": 20,
         }
     )
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+    # Lets the delivery worker's hot reads (psyfi_review/compiled_reads.py)
+    # be prepared, so the server plans them once per connection; they ask
+    # for it explicitly. Django's own client-side cursors never prepare.
+    # Off (false) for a PgBouncer older than 1.21 in transaction mode.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 1_000_000)
 DATABASES["default"].setdefault("TEST", {})
 if env.str("PSYFI_TEST_DB", default=""):
     # Lets several test runs share one PostgreSQL server without colliding.

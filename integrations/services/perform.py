@@ -45,8 +45,9 @@ from integrations.transports import fhir as fhir_transport
 from integrations.transports import mllp as mllp_transport
 from integrations.transports import rest as rest_transport
 from integrations.transports.base import reply_of, url_check
-from notes.models import Membership, NoteTemplateVersion
+from notes.models import Membership, NoteSection, NoteTemplateVersion
 from notes.vocabulary import icd10_check
+from psyfi_review.compiled_reads import CompiledRead
 
 S = Delivery.State
 
@@ -68,6 +69,10 @@ def _cosigner_input(note) -> dict:
         "cosigner_credentials": credentials,
         "cosigned_at": note.cosigned_at,
     }
+
+
+# Every attempt reads them; compiled once per connection (psyfi_review.compiled_reads).
+_NOTE_SECTIONS = CompiledRead(lambda note_id: NoteSection.objects.filter(note_id=note_id).order_by("order"))
 
 
 def note_input(delivery: Delivery) -> NoteInput:
@@ -103,7 +108,7 @@ def note_input(delivery: Delivery) -> NoteInput:
                 kind=s.kind,
                 code_labels=_code_labels(s),
             )
-            for s in note.sections.order_by("order")
+            for s in _NOTE_SECTIONS.all(note.pk)
         ),
         patient_ehr_id=note.client.ehr_patient_id,
         patient_family_name=note.client.family_name,

@@ -1,0 +1,154 @@
+"""Hot-path reads compiled once per database connection, not once per call.
+
+Django compiles a queryset to SQL every time it is evaluated. For the
+delivery worker's reads (a note with its client, draft, signer and template
+in one seven-table join; the claimed row with its connection) that costs
+more CPU than the rest of the attempt's Python, and a threads-pool worker
+pays it under one GIL shared by every delivery in flight. A CompiledRead
+compiles its queryset once per connection, with placeholder values standing
+in for its parameters, then runs the same SQL with the real values and
+builds the same model instances the queryset would (select_related and
+deferred fields included), through Django's own row converters and
+populators.
+
+On PostgreSQL the statement is also prepared (psycopg's `prepare=True` on a
+server-binding cursor): after its first run on a connection, the server
+does not plan it again. The note join took longer to plan than to run.
+Django leaves prepared statements off by default for transaction-pooling
+proxies; a PgBouncer in front of PostgreSQL needs 1.21 or newer with
+max_prepared_statements set (docs/deployment.md).
+
+Only for reads whose shape never changes (a lookup by key). Everything else
+stays plain ORM."""
+
+from collections.abc import Callable
+
+from django.db import connections
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models import Model, QuerySet
+from django.db.models.query import get_related_populators
+
+# Stand-ins for a read's parameters while it is compiled; each must come out
+# of the compiler as one parameter of its own, so it can be replaced.
+_PLACEHOLDER_BASE = -7_340_032_000_000_000
+
+
+class CompiledRead:
+    """`build(*args)` returns the queryset for one set of arguments (integers:
+    primary or foreign keys). `get(*args)` returns its one model instance or
+    raises the model's DoesNotExist, like QuerySet.get; `all(*args)` returns
+    the list the queryset would."""
+
+    def __init__(self, build: Callable[..., QuerySet], *, arity: int = 1):
+        self.build = build
+        self.arity = arity
+        self._key = object()
+        self._db: str | None = None  # the alias the queryset reads from, known after its first build
+
+    def get(self, *args: int) -> Model:
+        rows = self.all(*args)
+        if len(rows) != 1:
+            model = self._compiled()[0]
+            if not rows:
+                raise model.DoesNotExist(f"{model.__name__} matching {args} does not exist.")
+            raise model.MultipleObjectsReturned(f"{len(rows)} {model.__name__} rows match {args}.")
+        return rows[0]
+
+    def all(self, *args: int) -> list[Model]:
+        """Every instance the queryset would give, in its order."""
+        if len(args) != self.arity:
+            raise TypeError(f"expected {self.arity} argument(s), got {len(args)}")
+        _model, db, sql, slots, static, compiler, populate = self._compiled()
+        params = list(static)
+        for position, arg in zip(slots, args, strict=True):
+            params[position] = arg
+        with _cursor(connections[db]) as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if not rows:
+            return []
+        return [populate(row) for row in compiler.results_iter(results=[rows])]
+
+    def _compiled(self):
+        # Per connection: converters are bound to the connection that compiled
+        # them, and each worker thread has its own.
+        if self._db is not None:
+            hit = connections[self._db].__dict__.get("_psyfi_compiled_reads", {}).get(self._key)
+            if hit is not None:
+                return hit
+        placeholders = [_PLACEHOLDER_BASE - n for n in range(self.arity)]
+        queryset = self.build(*placeholders)
+        self._db = queryset.db
+        hit = self._compile(queryset, placeholders)
+        connections[self._db].__dict__.setdefault("_psyfi_compiled_reads", {})[self._key] = hit
+        return hit
+
+    @staticmethod
+    def _compile(queryset: QuerySet, placeholders: list[int]):
+        db = queryset.db
+        compiler = queryset.query.get_compiler(using=db)
+        sql, params = compiler.as_sql()  # also fills compiler.select and klass_info
+        params = list(params)
+        slots = []
+        for placeholder in placeholders:
+            found = [i for i, p in enumerate(params) if p == placeholder]
+            if len(found) != 1:
+                raise ValueError("each argument must appear exactly once among the compiled query's parameters")
+            slots.append(found[0])
+        select, klass_info = compiler.select, compiler.klass_info
+        if compiler.annotation_col_map or queryset._known_related_objects or queryset._prefetch_related_lookups:
+            raise ValueError("annotations, known related objects and prefetches are not supported")
+        model = klass_info["model"]
+        start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        init_list = [f[0].target.attname for f in select[start:end]]
+        populators = get_related_populators(klass_info, select, db)
+
+        def populate(row) -> Model:
+            # What ModelIterable does for each row.
+            obj = model.from_db(db, init_list, row[start:end])
+            for populator in populators:
+                populator.populate(row, obj)
+            return obj
+
+        return model, db, sql, tuple(slots), tuple(params), compiler, populate
+
+
+class _PreparedCursor:
+    """psycopg's server-binding cursor with every execute prepared."""
+
+    _class = None
+
+    @classmethod
+    def make(cls, raw_connection):
+        if cls._class is None:
+            from django.db.backends.postgresql.base import ServerBindingCursor
+
+            class PreparedCursor(ServerBindingCursor):
+                def execute(self, query, params=None, *, prepare=None, binary=None):
+                    return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+
+            cls._class = PreparedCursor
+        return cls._class(raw_connection)
+
+
+def _cursor(connection):
+    """A Django cursor (query logging, execute wrappers, error translation,
+    the broken-transaction check all apply); on PostgreSQL over a preparing
+    server-binding cursor."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = _PreparedCursor.make(connection.connection)
+    wrapper = _DebugWrapper if connection.queries_logged else CursorWrapper
+    return wrapper(raw, connection)
+
+
+class _DebugWrapper(CursorDebugWrapper):
+    """Logs the statement with its values (DEBUG, CaptureQueriesContext):
+    Django reads them from a client-side cursor's last query, and this one
+    binds on the server."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self.db.ops.compose_sql(sql, params)):
+            return CursorWrapper.execute(self, sql, params)
