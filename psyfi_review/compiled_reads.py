@@ -58,7 +58,7 @@ class CompiledRead:
         """Every instance the queryset would give, in its order."""
         if len(args) != self.arity:
             raise TypeError(f"expected {self.arity} argument(s), got {len(args)}")
-        _model, db, sql, slots, static, compiler, populate = self._compiled()
+        _model, db, sql, slots, static, compiler, converters, populate = self._compiled()
         params = list(static)
         for position, arg in zip(slots, args, strict=True):
             params[position] = arg
@@ -67,7 +67,9 @@ class CompiledRead:
             rows = cursor.fetchall()
         if not rows:
             return []
-        return [populate(row) for row in compiler.results_iter(results=[rows])]
+        if converters:
+            rows = compiler.apply_converters(rows, converters)
+        return [populate(row) for row in rows]
 
     def _compiled(self):
         # Per connection: converters are bound to the connection that compiled
@@ -102,6 +104,11 @@ class CompiledRead:
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
         init_list = [f[0].target.attname for f in select[start:end]]
         populators = get_related_populators(klass_info, select, db)
+        # What results_iter works out on every call.
+        fields = [s[0] for s in select[0 : compiler.col_count]]
+        if compiler.has_composite_fields(fields):
+            raise ValueError("composite primary keys are not supported")
+        converters = compiler.get_converters(fields)
 
         def populate(row) -> Model:
             # What ModelIterable does for each row.
@@ -110,7 +117,7 @@ class CompiledRead:
                 populator.populate(row, obj)
             return obj
 
-        return model, db, sql, tuple(slots), tuple(params), compiler, populate
+        return model, db, sql, tuple(slots), tuple(params), compiler, converters, populate
 
 
 class _PreparedCursor:
