@@ -4,8 +4,8 @@ Signs N notes (their Delivery rows wait in the outbox) and starts a real
 Celery worker (--pool threads, --concurrency C: delivery is I/O-bound, and
 docs/delivery.md recommends the threads pool for it). Then, in alternating
 rounds, it times (a) a batch of deliveries queued once the worker is idle,
-until the last is delivered: signed -> broker -> worker -> loopback FHIR
-endpoint -> delivered; and (b) a bare `requests` loop posting the same
+until the last is delivered (its delivered_at): signed -> broker -> worker ->
+loopback FHIR endpoint -> delivered; and (b) a bare `requests` loop posting the same
 DocumentReference payloads to the same endpoint at the same concurrency
 (under their own identifier, so the pipeline's conditional create never
 finds one and skips its write). Every note must reach the endpoint exactly
@@ -26,11 +26,16 @@ the bare loop never makes, so the ratio cannot pass W / (W + R)), and
 records its ledger row and audit event.
 
 Measured on the 2-core machine, quiet, defaults: extra time per delivery
-41 ms (target under 20: not met; docs/delivery.md says where it goes),
-ratio 0.63, speed-up 1.65 with 2 worker processes and 1.63 with 4. The
-ratio's ceiling is below 1: the pipeline makes one Patient read per
-delivery that the bare loop never makes, so it cannot pass W / (W + R)
-(0.83 at the defaults) however small our own cost.
+39 ms in the full run, 43-54 ms in runs without the scale-out (target under
+20: not met; docs/delivery.md says where it goes), ratio 0.66 (0.59-0.63),
+speed-up 1.48 with 2 worker processes and 1.42 with 4. The ratio's
+ceiling is below 1: the pipeline makes one Patient read per delivery that
+the bare loop never makes, so it cannot pass W / (W + R) (0.83 at the
+defaults) however small our own cost.
+
+A pipeline round is timed from queueing to the last row's delivered_at;
+the observer polls every quarter second, so it neither loads the cores the
+pipeline runs on nor holds the GIL this process's endpoint needs.
 
 Needs PostgreSQL and Redis on their standard local ports. Uses its own
 database (psyfi_bench unless BENCH_DB_NAME is set) and Redis db (9 unless

@@ -144,8 +144,10 @@ def _cursor(connection):
     server-binding cursor."""
     if connection.vendor != "postgresql":
         return connection.cursor()
+    # What Django's own connection.cursor() does before handing one out.
     connection.close_if_health_check_failed()
     connection.ensure_connection()
+    connection.validate_thread_sharing()
     raw = _PreparedCursor.make(connection.connection)
     wrapper = _DebugWrapper if connection.queries_logged else CursorWrapper
     return wrapper(raw, connection)
