@@ -16,7 +16,8 @@ server-binding cursor): after its first run on a connection, the server
 does not plan it again. The note join took longer to plan than to run.
 Django leaves prepared statements off by default for transaction-pooling
 proxies; a PgBouncer in front of PostgreSQL needs 1.21 or newer with
-max_prepared_statements set (docs/deployment.md).
+max_prepared_statements set, or DATABASE_PREPARED_STATEMENTS=false
+(docs/delivery.md, "Settings").
 
 Only for reads whose shape never changes (a lookup by key). Everything else
 stays plain ORM."""
