@@ -12,8 +12,9 @@ deferred fields included), through Django's own row converters and
 populators.
 
 On PostgreSQL the statement is also prepared (psycopg's `prepare=True` on a
-server-binding cursor): after its first run on a connection, the server
-does not plan it again. The note join took longer to plan than to run.
+server-binding cursor): after its first few runs on a connection
+(PostgreSQL plans five for their values, then keeps one generic plan), the
+server stops planning it. The note join took longer to plan than to run.
 Django leaves prepared statements off by default for transaction-pooling
 proxies; a PgBouncer in front of PostgreSQL needs 1.21 or newer with
 max_prepared_statements set, or DATABASE_PREPARED_STATEMENTS=false
