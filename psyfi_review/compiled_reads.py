@@ -24,15 +24,31 @@ Only for reads whose shape never changes (a lookup by key). Everything else
 stays plain ORM."""
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from django.db import connections
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
+from django.db.models.sql.compiler import SQLCompiler
 
 # Stand-ins for a read's parameters while it is compiled; each must come out
 # of the compiler as one parameter of its own, so it can be replaced.
 _PLACEHOLDER_BASE = -7_340_032_000_000_000
+
+
+class _Compiled(NamedTuple):
+    """One read compiled on one connection."""
+
+    model: type[Model]
+    db: str
+    sql: str
+    slots: tuple[int, ...]  # where each argument goes among the parameters
+    params: tuple  # the parameters, placeholders still in their slots
+    compiler: SQLCompiler
+    converters: dict
+    populate: Callable[[list], Model]
 
 
 class CompiledRead:
@@ -48,32 +64,33 @@ class CompiledRead:
         self._db: str | None = None  # the alias the queryset reads from, known after its first build
 
     def get(self, *args: int) -> Model:
-        rows = self.all(*args)
+        compiled = self._compiled()
+        rows = self._run(compiled, args)
         if len(rows) != 1:
-            model = self._compiled()[0]
+            name = compiled.model.__name__
             if not rows:
-                raise model.DoesNotExist(f"{model.__name__} matching {args} does not exist.")
-            raise model.MultipleObjectsReturned(f"{len(rows)} {model.__name__} rows match {args}.")
+                raise compiled.model.DoesNotExist(f"{name} matching {args} does not exist.")
+            raise compiled.model.MultipleObjectsReturned(f"{len(rows)} {name} rows match {args}.")
         return rows[0]
 
     def all(self, *args: int) -> list[Model]:
         """Every instance the queryset would give, in its order."""
+        return self._run(self._compiled(), args)
+
+    def _run(self, compiled: _Compiled, args: tuple) -> list[Model]:
         if len(args) != self.arity:
             raise TypeError(f"expected {self.arity} argument(s), got {len(args)}")
-        _model, db, sql, slots, static, compiler, converters, populate = self._compiled()
-        params = list(static)
-        for position, arg in zip(slots, args, strict=True):
+        params = list(compiled.params)
+        for position, arg in zip(compiled.slots, args, strict=True):
             params[position] = arg
-        with _cursor(connections[db]) as cursor:
-            cursor.execute(sql, params)
+        with _cursor(connections[compiled.db]) as cursor:
+            cursor.execute(compiled.sql, params)
             rows = cursor.fetchall()
-        if not rows:
-            return []
-        if converters:
-            rows = compiler.apply_converters(rows, converters)
-        return [populate(row) for row in rows]
+        if rows and compiled.converters:
+            rows = compiled.compiler.apply_converters(rows, compiled.converters)
+        return [compiled.populate(row) for row in rows]
 
-    def _compiled(self):
+    def _compiled(self) -> _Compiled:
         # Per connection: converters are bound to the connection that compiled
         # them, and each worker thread has its own.
         if self._db is not None:
@@ -88,7 +105,7 @@ class CompiledRead:
         return hit
 
     @staticmethod
-    def _compile(queryset: QuerySet, placeholders: list[int]):
+    def _compile(queryset: QuerySet, placeholders: list[int]) -> _Compiled:
         db = queryset.db
         compiler = queryset.query.get_compiler(using=db)
         sql, params = compiler.as_sql()  # also fills compiler.select and klass_info
@@ -119,25 +136,14 @@ class CompiledRead:
                 populator.populate(row, obj)
             return obj
 
-        return model, db, sql, tuple(slots), tuple(params), compiler, converters, populate
+        return _Compiled(model, db, sql, tuple(slots), tuple(params), compiler, converters, populate)
 
 
-class _PreparedCursor:
+class _PreparedCursor(ServerBindingCursor):
     """psycopg's server-binding cursor with every execute prepared."""
 
-    _class = None
-
-    @classmethod
-    def make(cls, raw_connection):
-        if cls._class is None:
-            from django.db.backends.postgresql.base import ServerBindingCursor
-
-            class PreparedCursor(ServerBindingCursor):
-                def execute(self, query, params=None, *, prepare=None, binary=None):
-                    return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
-
-            cls._class = PreparedCursor
-        return cls._class(raw_connection)
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
 
 
 def _cursor(connection):
@@ -150,7 +156,7 @@ def _cursor(connection):
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
-    raw = _PreparedCursor.make(connection.connection)
+    raw = _PreparedCursor(connection.connection)
     wrapper = _DebugWrapper if connection.queries_logged else CursorWrapper
     return wrapper(raw, connection)
 

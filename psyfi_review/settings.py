@@ -114,8 +114,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     )
 if DATABASES["default"]["ENGINE"].endswith("postgresql") and env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
     # Lets the delivery worker's hot reads (psyfi_review/compiled_reads.py)
-    # be prepared, so the server plans them once per connection; they ask
-    # for it explicitly. Django's own client-side cursors never prepare.
+    # be prepared, so after their first few runs on a connection the server
+    # stops planning them; they ask for it explicitly. Django's own client-side cursors never prepare.
     # Off (false) for a PgBouncer older than 1.21 in transaction mode.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 1_000_000)
 DATABASES["default"].setdefault("TEST", {})

@@ -86,8 +86,6 @@ def test_a_read_is_compiled_once_per_connection(note, monkeypatch):
 
 
 def test_on_postgresql_the_read_is_a_prepared_statement(note):
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's")
     NOTE_READ.get(note.pk)
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
