@@ -25,13 +25,14 @@ note, reads the Patient first (invariant 5: one EHR read per delivery that
 the bare loop never makes, so the ratio cannot pass W / (W + R)), and
 records its ledger row and audit event.
 
-Measured on the 2-core machine, quiet, defaults: extra time per delivery
-39 ms in the full run, 43-54 ms in runs without the scale-out (target under
-20: not met; docs/delivery.md says where it goes), ratio 0.66 (0.59-0.63),
-speed-up 1.48 with 2 worker processes and 1.42 with 4. The ratio's
-ceiling is below 1: the pipeline makes one Patient read per delivery that
-the bare loop never makes, so it cannot pass W / (W + R) (0.83 at the
-defaults) however small our own cost.
+Measured on the 2-core machine, defaults, 2026-12-02: extra time per
+delivery 52 ms (target under 20: not met; docs/delivery.md says where it
+goes and what was tried), ratio 0.60, speed-up 1.59 with 2 worker
+processes and 1.40 with 4. The figure drifts with the machine (the same
+code gave 37-57 ms within an hour that day): compare only alternated runs.
+The ratio's ceiling is below 1: the pipeline makes one Patient read per
+delivery that the bare loop never makes, so it cannot pass W / (W + R)
+(0.83 at the defaults) however small our own cost.
 
 A pipeline round is timed from queueing to the last row's delivered_at;
 the observer polls every quarter second, so it neither loads the cores the

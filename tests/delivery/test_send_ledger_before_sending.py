@@ -5,6 +5,7 @@ with the answer."""
 import threading
 
 import pytest
+from django.db import connection
 
 from integrations.models import Delivery, DeliveryAttempt
 from integrations.services import delivery_send, delivery_sweep
@@ -24,13 +25,23 @@ def _signed(world, ehr: FakeEHR, count: int) -> list[Delivery]:
     return list(Delivery.objects.filter(note__in=notes).order_by("pk"))
 
 
+def _send_then_close(delivery_id: int) -> None:
+    """delivery_send on a thread of its own, as a worker thread runs it; its
+    database connection is closed when it is done, or it would stay open
+    until garbage collection and the test database could not be dropped."""
+    try:
+        delivery_send(delivery_id=delivery_id)
+    finally:
+        connection.close()
+
+
 def test_the_attempt_is_on_record_while_the_ehr_is_still_answering(world):
     ehr = FakeEHR().start()
     try:
         fhir_connection(world.practice, ehr.base_url)
         [delivery] = _signed(world, ehr, 1)
         ehr.post_delay = 2.0  # the EHR has the note and takes its time to answer
-        worker = threading.Thread(target=delivery_send, kwargs={"delivery_id": delivery.pk})
+        worker = threading.Thread(target=_send_then_close, args=(delivery.pk,))
         worker.start()
         assert wait_until(lambda: ehr.posts == 1, timeout=20, interval=0.02)
         # Read from this thread's own connection: the row was committed before the POST.
