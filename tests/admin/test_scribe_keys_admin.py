@@ -3,8 +3,10 @@ creates a key shown once with a copy button and the intake guide's link,
 rotates it with the overlap window, revokes it, and sees each key's last use."""
 
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from notes.models import AISource, AISourceKey
@@ -75,7 +77,9 @@ def test_last_use_per_key_is_shown(world, login_as, source):
     page = login_as(world.admin).get("/practice/scribes/").content.decode()
     row_used = re.search(rf"psk_{used.prefix}_….*?</tr>", page, re.S).group(0)
     row_unused = re.search(rf"psk_{unused.prefix}_….*?</tr>", page, re.S).group(0)
-    assert "never" not in row_used and used.last_used_at.strftime("%Y-%m-%d") in row_used
+    # Shown in the practice's time zone.
+    shown = timezone.localtime(used.last_used_at, ZoneInfo(world.practice.timezone))
+    assert "never" not in row_used and shown.strftime("%Y-%m-%d") in row_used
     assert "never" in row_unused
 
 

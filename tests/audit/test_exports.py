@@ -5,6 +5,7 @@ import csv
 import io
 import json
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -103,9 +104,10 @@ def test_the_export_filters_by_user_and_dates(world, login_as, activity):
     assert {r["actor_user_id"] for r in rows} == {world.colleague.pk}
     rows = json.loads(_body(auditor.get(JSON_URL, {"user": world.clinician.pk})))
     assert rows and {r["actor_user_id"] for r in rows} == {world.clinician.pk}
-    tomorrow = timezone.localdate() + timedelta(days=1)
+    # The practice's day, as the export reads its dates (not the server's).
+    today = timezone.localdate(timezone=ZoneInfo(world.practice.timezone))
+    tomorrow = today + timedelta(days=1)
     assert json.loads(_body(auditor.get(JSON_URL, {"date_from": tomorrow}))) == []
-    today = timezone.localdate()
     assert json.loads(_body(auditor.get(JSON_URL, {"date_from": today, "date_to": today})))
 
 
