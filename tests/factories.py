@@ -4,6 +4,7 @@ practice, and a clinician from another practice (plus the other roles)."""
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
@@ -19,6 +20,13 @@ _seq = itertools.count(1)
 def practice_factory(name: str | None = None) -> Practice:
     n = next(_seq)
     return services.practice_create(name=name or f"Practice {n}", slug=f"practice-{n}")
+
+
+def practice_today(practice: Practice) -> date:
+    """The practice's day, as its pages read and show dates (the middleware
+    activates its time zone), not the server's UTC day: between midnight UTC
+    and midnight in New York the two differ."""
+    return datetime.now(ZoneInfo(practice.timezone)).date()
 
 
 def member_factory(practice: Practice, role: str = Membership.Role.CLINICIAN, **kwargs) -> Membership:

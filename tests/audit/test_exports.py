@@ -5,7 +5,6 @@ import csv
 import io
 import json
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
@@ -15,7 +14,7 @@ from audit.exports import EXPORT_COLUMNS
 from audit.models import AuditEvent
 from audit.services import audit_digest
 from notes import services
-from tests.factories import note_factory, note_sign_now
+from tests.factories import note_factory, note_sign_now, practice_today
 
 pytestmark = pytest.mark.django_db
 
@@ -104,8 +103,7 @@ def test_the_export_filters_by_user_and_dates(world, login_as, activity):
     assert {r["actor_user_id"] for r in rows} == {world.colleague.pk}
     rows = json.loads(_body(auditor.get(JSON_URL, {"user": world.clinician.pk})))
     assert rows and {r["actor_user_id"] for r in rows} == {world.clinician.pk}
-    # The practice's day, as the export reads its dates (not the server's).
-    today = timezone.localdate(timezone=ZoneInfo(world.practice.timezone))
+    today = practice_today(world.practice)
     tomorrow = today + timedelta(days=1)
     assert json.loads(_body(auditor.get(JSON_URL, {"date_from": tomorrow}))) == []
     assert json.loads(_body(auditor.get(JSON_URL, {"date_from": today, "date_to": today})))

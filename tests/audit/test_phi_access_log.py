@@ -2,24 +2,16 @@
 auditor can ask "who viewed client X between dates" in the UI."""
 
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.models import AuditEvent
-from tests.factories import client_factory, note_factory, note_sign_now
+from tests.factories import client_factory, note_factory, note_sign_now, practice_today
 
 pytestmark = pytest.mark.django_db
 
 URL = reverse("audit_phi_access")
-
-
-def _today(world):
-    """The practice's day, as the auditor's page reads its dates (not the
-    server's: between midnight UTC and New York's midnight they differ)."""
-    return timezone.localdate(timezone=ZoneInfo(world.practice.timezone))
 
 
 def test_views_of_notes_and_clients_by_people_are_logged(world, login_as):
@@ -45,7 +37,8 @@ def test_an_auditor_finds_who_viewed_a_client_between_dates(world, login_as):
     clinician.get(reverse("client_detail", args=[other_client.pk]))
 
     auditor = login_as(world.auditor)
-    page = auditor.get(URL, {"client": note.client_id, "date_from": _today(world), "date_to": _today(world)})
+    today = practice_today(world.practice)
+    page = auditor.get(URL, {"client": note.client_id, "date_from": today, "date_to": today})
     assert page.status_code == 200
     html = page.content.decode()
     assert "2 views of" in html
@@ -61,7 +54,7 @@ def test_an_auditor_finds_who_viewed_a_client_between_dates(world, login_as):
 def test_views_outside_the_dates_are_not_listed(world, login_as):
     note = note_factory(practice=world.practice, clinician=world.clinician)
     login_as(world.clinician).get(reverse("note_detail", args=[note.pk]))
-    yesterday = _today(world) - timedelta(days=1)
+    yesterday = practice_today(world.practice) - timedelta(days=1)
     page = login_as(world.auditor).get(URL, {"client": note.client_id, "date_from": yesterday, "date_to": yesterday})
     assert "Nobody viewed this client" in page.content.decode()
 

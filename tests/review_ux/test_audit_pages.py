@@ -5,17 +5,15 @@ agent is stored once, not on every event, with the chain still verifying."""
 
 import json
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from audit.context import RequestContext, current_request
 from audit.models import AuditEvent, AuditSession
 from audit.services import AUDIT_SESSION_DETAIL, actor_person, actor_system, audit_record
 from audit.verify import audit_chain_verify
-from tests.factories import client_factory, note_factory
+from tests.factories import client_factory, note_factory, practice_today
 
 pytestmark = pytest.mark.django_db
 
@@ -81,9 +79,7 @@ def test_the_audit_log_filters_by_who_action_client_and_date(world, login_as):
     assert any(e.action == "note.draft" for e in events)  # a note's event counts for its client
     assert not any(e.client_id == other.pk for e in events)
 
-    # The practice's day, as the page reads its dates (not the server's: they
-    # differ between midnight UTC and midnight in New York).
-    today = timezone.localdate(timezone=ZoneInfo(world.practice.timezone))
+    today = practice_today(world.practice)
     tomorrow = today + timedelta(days=1)
     assert browser.get(LOG, {"date_from": tomorrow}).context["events"] == []
     assert browser.get(LOG, {"date_from": today, "date_to": today}).context["events"]
