@@ -83,7 +83,7 @@ class CompiledRead:
         params = list(compiled.params)
         for position, arg in zip(compiled.slots, args, strict=True):
             params[position] = arg
-        with _cursor(connections[compiled.db]) as cursor:
+        with prepared_cursor(connections[compiled.db]) as cursor:
             cursor.execute(compiled.sql, params)
             rows = cursor.fetchall()
         if rows and compiled.converters:
@@ -146,10 +146,11 @@ class _PreparedCursor(ServerBindingCursor):
         return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
 
 
-def _cursor(connection):
+def prepared_cursor(connection):
     """A Django cursor (query logging, execute wrappers, error translation,
     the broken-transaction check all apply); on PostgreSQL over a preparing
-    server-binding cursor."""
+    server-binding cursor. Also for hand-written hot-path statements
+    (integrations.services.outbox_statements)."""
     if connection.vendor != "postgresql":
         return connection.cursor()
     # What Django's own connection.cursor() does before handing one out.

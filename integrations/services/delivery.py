@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -26,6 +26,7 @@ from integrations.errors import (
 )
 from integrations.models import Alert, Delivery, DeliveryAttempt, FieldMapping
 from integrations.outcomes import Outcome, failed
+from integrations.services import outbox_statements
 from integrations.services.alerts import (
     alert_raise,
     alert_rules_for,
@@ -216,16 +217,28 @@ _CLAIMED_DELIVERY = CompiledRead(
 )
 
 
-@transaction.atomic
 def _claim(*, delivery_id: int, now: datetime) -> tuple[Delivery, DeliveryAttempt] | None:
     """The claim (one row or none) and its ledger row, committed together
     before any byte leaves; the ledger row is completed with the answer. A
     worker killed after the EHR committed, or a recording transaction
     aborted, still leaves the row that says a request may have reached the
     EHR (the sweeper marks it unknown and reconciliation follows). One
-    commit, not two: a commit waits for the disk."""
+    commit, not two: a commit waits for the disk. On PostgreSQL one
+    statement (outbox_statements.claim), then the claimed row's read."""
+    if connection.vendor == "postgresql":
+        attempt = outbox_statements.claim(delivery_id=delivery_id, now=now)
+        if attempt is None:
+            return None
+        delivery = _CLAIMED_DELIVERY.get(delivery_id)
+        attempt.delivery = delivery
+        return delivery, attempt
+    return _claim_orm(delivery_id=delivery_id, now=now)
+
+
+@transaction.atomic
+def _claim_orm(*, delivery_id: int, now: datetime) -> tuple[Delivery, DeliveryAttempt] | None:
     claimed = (
-        Delivery.objects.filter(pk=delivery_id, state__in=[S.PENDING, S.RETRYING, S.UNKNOWN])
+        Delivery.objects.filter(pk=delivery_id, state__in=outbox_statements.CLAIMABLE)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .update(
             state=S.SENDING,
@@ -291,15 +304,12 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
         fields["ehr_id"] = outcome.ehr_id
     # Only the claimant may finish the attempt; a sweeper that declared this
     # worker dead has already handed the row on.
-    changed = Delivery.objects.filter(pk=delivery.pk, state=S.SENDING, attempts=n).update(**fields)
     attempt.finished_at = now
     attempt.outcome = ledger
     attempt.http_status = outcome.http_status
     attempt.ehr_id = outcome.ehr_id
     attempt.detail = (attempt.detail + " " if attempt.detail else "") + outcome.reason[:2000]
-    if not changed:
-        attempt.detail += " (row was taken over by the sweeper)"
-    attempt.save(update_fields=["finished_at", "outcome", "http_status", "ehr_id", "detail"])
+    changed = _outcome_write(delivery=delivery, attempt=attempt, fields=fields)
     if not changed:
         return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
     for name, value in fields.items():
@@ -352,6 +362,27 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
             reason=f"The EHR has not answered for {n} attempts: {outcome.reason}",
         )
     return SendResult(delivery.state, reschedule_in=reschedule, outcome=outcome)
+
+
+def _outcome_write(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict) -> bool:
+    """The delivery's new fields, for the claimant only (a sweeper that
+    declared this worker dead has already handed the row on), and the
+    completed ledger row. Whether the delivery row moved. On PostgreSQL one
+    statement (outbox_statements.record)."""
+    if connection.vendor == "postgresql":
+        changed = outbox_statements.record(delivery=delivery, attempt=attempt, fields=fields)
+        if not changed:
+            attempt.detail += outbox_statements.TAKEN_OVER
+        return changed
+    return _outcome_write_orm(delivery=delivery, attempt=attempt, fields=fields)
+
+
+def _outcome_write_orm(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict) -> bool:
+    changed = Delivery.objects.filter(pk=delivery.pk, state=S.SENDING, attempts=delivery.attempts).update(**fields)
+    if not changed:
+        attempt.detail += outbox_statements.TAKEN_OVER
+    attempt.save(update_fields=["finished_at", "outcome", "http_status", "ehr_id", "detail"])
+    return bool(changed)
 
 
 def _long_retry_minutes(practice) -> float:

@@ -1,0 +1,117 @@
+"""The delivery worker's two writes, each as one PostgreSQL statement.
+
+An attempt writes twice: the claim with its ledger row (committed together
+before any byte leaves), and the outcome with the ledger row's completion.
+Through the ORM that is five statements in two transactions, and compiling
+them cost a quarter of an attempt's CPU, paid under the one GIL that a
+threads-pool worker shares with every delivery in flight (bench/delivery.py,
+docs/delivery.md). Here each is one prepared statement
+(psyfi_review.compiled_reads.prepared_cursor) with the same conditions:
+the claim moves only a claimable, due row; the outcome lands only for the
+claimant (state `sending`, its attempt count).
+
+Other databases (the demo's SQLite) take the ORM path in
+integrations.services.delivery, which writes the same rows; the suite runs
+both (tests/delivery/test_outbox_statements.py)."""
+
+from datetime import datetime
+from functools import cache
+
+from django.db import connection
+
+from integrations.models import Delivery, DeliveryAttempt
+from psyfi_review.compiled_reads import prepared_cursor
+
+S = Delivery.State
+CLAIMABLE = (S.PENDING, S.RETRYING, S.UNKNOWN)
+TAKEN_OVER = " (row was taken over by the sweeper)"
+
+_DELIVERY = Delivery._meta.db_table
+_ATTEMPT = DeliveryAttempt._meta.db_table
+
+# A data-modifying CTE: the ledger row is inserted only when the claim moved
+# the row, and both commit as one statement (autocommit) or with the caller's
+# transaction.
+_CLAIM = f"""
+WITH claimed AS (
+    UPDATE {_DELIVERY}
+    SET state = %(sending)s, attempts = attempts + 1,
+        first_attempt_at = COALESCE(first_attempt_at, %(now)s), updated_at = %(now)s
+    WHERE id = %(delivery_id)s AND state IN (%(pending)s, %(retrying)s, %(unknown)s)
+        AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+    RETURNING id, attempts
+)
+INSERT INTO {_ATTEMPT} (delivery_id, number, started_at, finished_at, outcome, http_status, ehr_id, detail)
+SELECT id, attempts, %(now)s, NULL, %(sending)s, NULL, '', '' FROM claimed
+RETURNING id, number
+"""  # noqa: S608 - table names from the models, values are parameters
+
+
+def claim(*, delivery_id: int, now: datetime) -> DeliveryAttempt | None:
+    """Claim the row (pending/retrying/unknown and due -> sending, one more
+    attempt) and write its ledger row as `sending`, in one statement. The
+    ledger row, or None when the row was not claimable."""
+    params = {
+        "delivery_id": delivery_id,
+        "now": now,
+        "sending": S.SENDING,
+        "pending": S.PENDING,
+        "retrying": S.RETRYING,
+        "unknown": S.UNKNOWN,
+    }
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(_CLAIM, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    attempt_id, number = row
+    return DeliveryAttempt.from_db(
+        connection.alias,
+        ["id", "delivery_id", "number", "started_at", "finished_at", "outcome", "http_status", "ehr_id", "detail"],
+        [attempt_id, delivery_id, number, now, None, DeliveryAttempt.Outcome.SENDING, None, "", ""],
+    )
+
+
+@cache
+def _record_sql(columns: tuple[str, ...]) -> str:
+    """The outcome statement for one set of delivery columns (a handful of
+    shapes: delivered, retrying, failed...), each prepared once per connection."""
+    sets = ", ".join(f"{Delivery._meta.get_field(name).column} = %(d_{name})s" for name in columns)
+    return f"""
+WITH moved AS (
+    UPDATE {_DELIVERY} SET {sets}
+    WHERE id = %(delivery_id)s AND state = %(sending)s AND attempts = %(attempts)s
+    RETURNING id
+)
+UPDATE {_ATTEMPT}
+SET finished_at = %(finished_at)s, outcome = %(outcome)s, http_status = %(http_status)s, ehr_id = %(ehr_id)s,
+    detail = %(detail)s::text || CASE WHEN EXISTS (SELECT 1 FROM moved) THEN '' ELSE %(taken_over)s::text END
+WHERE id = %(attempt_id)s
+RETURNING EXISTS (SELECT 1 FROM moved)
+"""  # noqa: S608 - table and column names from the models, values are parameters
+
+
+def record(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict) -> bool:
+    """Write the outcome's delivery fields if this worker still holds the
+    claim, and complete the ledger row from the attempt's in-memory values
+    (noting a takeover), in one statement. Whether the delivery row moved."""
+    columns = tuple(sorted(fields))
+    params = {f"d_{name}": fields[name] for name in columns}
+    params.update(
+        delivery_id=delivery.pk,
+        sending=S.SENDING,
+        attempts=delivery.attempts,
+        attempt_id=attempt.pk,
+        finished_at=attempt.finished_at,
+        outcome=attempt.outcome,
+        http_status=attempt.http_status,
+        ehr_id=attempt.ehr_id,
+        detail=attempt.detail,
+        taken_over=TAKEN_OVER,
+    )
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(_record_sql(columns), params)
+        row = cursor.fetchone()
+    if row is None:
+        raise DeliveryAttempt.DoesNotExist(f"Ledger row {attempt.pk} of delivery {delivery.pk} is gone.")
+    return bool(row[0])
