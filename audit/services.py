@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.context import current_request
 from audit.models import AuditChainHead, AuditEvent, AuditSession
+from psyfi_review.compiled_reads import prepared_cursor
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,9 @@ def _append_postgresql(event: AuditEvent) -> bool:
     params = {column: getattr(event, column) for column in HASHED_COLUMNS if column != "seq"}
     for column in ("after", "before", "detail"):
         params[column] = None if params[column] is None else json.dumps(params[column], ensure_ascii=False)
-    with connection.cursor() as cursor:
+    # Prepared (psyfi_review.compiled_reads): every signing, edit and
+    # delivery attempt appends, and the statement is the same each time.
+    with prepared_cursor(connection) as cursor:
         cursor.execute(_PG_APPEND, params)
         row = cursor.fetchone()
     if row is None:
