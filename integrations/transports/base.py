@@ -73,6 +73,30 @@ def http_session() -> requests.Session:
     return session
 
 
+# What a Session would add to every request (requests' defaults, less its
+# User-Agent): http_exchange goes to the adapter directly.
+_EXCHANGE_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connection": "keep-alive"}
+_USER_AGENT = f"psyfi-review python-requests/{requests.__version__}"
+
+
+def http_exchange(
+    method: str, url: str, *, headers: dict, timeout: float, json: dict | None = None, params: dict | None = None
+) -> requests.Response:
+    """One request to an EHR over the thread's session's adapter (its
+    keep-alive pools, TLS floor and egress policy), without what
+    Session.request merges in around it: cookies, hooks, redirects, the
+    environment. An EHR exchange uses none of them (redirects are refused,
+    the environment is not read), and a cookie kept in a thread's session
+    would go with the next practice's request to the same EHR host. That
+    merging was half of requests' CPU per exchange, paid twice per delivery
+    (bench/delivery.py). Raises requests.RequestException as Session.request
+    does: the adapter maps urllib3's errors."""
+    request = requests.Request(
+        method, url, headers={**_EXCHANGE_HEADERS, "User-Agent": _USER_AGENT, **headers}, json=json, params=params
+    ).prepare()
+    return http_session().get_adapter(url).send(request, timeout=timeout, verify=True)
+
+
 def redirect_reason(response: requests.Response, *, who: str = "The EHR") -> str | None:
     """Why a 3xx answer is refused, or None for any other status. Redirects
     are never followed: a write, a token request or a secret would go to an
@@ -133,6 +157,7 @@ __all__ = [
     "Reply",
     "connection_problem",
     "failed",
+    "http_exchange",
     "http_session",
     "redirect_reason",
     "reply_of",

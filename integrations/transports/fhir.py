@@ -9,7 +9,7 @@ import requests
 
 from integrations.errors import RedirectRefused
 from integrations.outcomes import Reply
-from integrations.transports.base import http_session, redirect_reason, reply_of, unanswered
+from integrations.transports.base import http_exchange, redirect_reason, reply_of, unanswered
 
 FHIR_JSON = "application/fhir+json"
 
@@ -32,14 +32,8 @@ def _request(target: FhirTarget, method: str, path: str, **kwargs) -> requests.R
         headers["X-Request-Id"] = target.request_id
     response = None
     for force in (False, True):
-        response = http_session().request(
-            method,
-            target.url(path),
-            headers={**headers, **target.auth_headers(force=force)},
-            timeout=target.timeout,
-            allow_redirects=False,
-            **kwargs,
-        )
+        sent = {**headers, **target.auth_headers(force=force)}
+        response = http_exchange(method, target.url(path), headers=sent, timeout=target.timeout, **kwargs)
         if response.status_code != 401:
             break  # 401: refresh the token once, then take the answer
     return response

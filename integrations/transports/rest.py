@@ -7,17 +7,17 @@ import requests
 
 from integrations.builders.rest import PatientRead
 from integrations.outcomes import Reply
-from integrations.transports.base import http_session, reply_of, unanswered
+from integrations.transports.base import http_exchange, reply_of, unanswered
 
 
 def document_post(*, url: str, document: dict, idempotency_key: str, headers: dict, timeout: float) -> Reply:
     try:
-        response = http_session().post(
+        response = http_exchange(
+            "POST",
             url,
             json=document,
             headers={"Idempotency-Key": idempotency_key, "Accept": "application/json", **headers},
             timeout=timeout,
-            allow_redirects=False,
         )
     except requests.RequestException as exc:
         return unanswered(exc)
@@ -27,9 +27,7 @@ def document_post(*, url: str, document: dict, idempotency_key: str, headers: di
 def patient_read(read: PatientRead, *, headers: dict, timeout: float) -> Reply:
     """GET the patient we are about to write to (invariant 5)."""
     try:
-        response = http_session().get(
-            read.url, headers={"Accept": "application/json", **headers}, timeout=timeout, allow_redirects=False
-        )
+        response = http_exchange("GET", read.url, headers={"Accept": "application/json", **headers}, timeout=timeout)
     except requests.RequestException as exc:
         return unanswered(exc)
     return reply_of(response)
