@@ -179,11 +179,26 @@ PG_CANONICAL = """json_build_array(
 # On PostgreSQL one statement locks the chain head, inserts the event with
 # its hash computed by the database (with PG_CANONICAL, as audit_verify
 # checks it, so the two cannot drift) and moves the head: one round trip per
-# event instead of three.
+# event instead of three. audit_pg_append_sql also gives it as the tail of a
+# caller's own statement (integrations.services.outbox_statements), so a
+# change and its event commit together in one round trip.
 _COLUMNS = ", ".join(HASHED_COLUMNS)
-_PG_APPEND = f"""
-WITH head AS (
-    SELECT seq, hash FROM {AuditChainHead._meta.db_table} WHERE practice_id = %(practice_id)s FOR UPDATE
+
+
+def audit_pg_append_sql(
+    *, ctes: str = "", when: str = "", select: str = "SELECT id, seq, prev_hash, hash FROM ins"
+) -> str:
+    """The append statement. `ctes`: the caller's own CTEs, run first (each
+    followed by a comma); `when`: an SQL condition over them, the event is
+    appended only when it holds; `select`: the final SELECT, which may read
+    `ins` (the appended event's id, seq, prev_hash, hash). Parameters: the
+    event's (audit_pg_append_params) and the caller's."""
+    head_when = f"AND ({when})" if when else ""
+    return f"""
+WITH {ctes} head AS (
+    SELECT seq, hash FROM {AuditChainHead._meta.db_table}
+    WHERE practice_id = %(practice_id)s {head_when}
+    FOR UPDATE
 ), ev AS (
     SELECT %(action)s::text AS action, %(actor_ai_source_id)s::bigint AS actor_ai_source_id,
         %(actor_label)s::text AS actor_label, %(actor_type)s::text AS actor_type,
@@ -199,12 +214,31 @@ WITH head AS (
     SELECT {_COLUMNS}, prev_hash, encode(sha256(convert_to(prev_hash || {PG_CANONICAL}, 'UTF8')), 'hex')
     FROM ev
     RETURNING id, seq, prev_hash, hash
-), moved AS (
+), head_moved AS (
     UPDATE {AuditChainHead._meta.db_table} SET seq = ins.seq, hash = ins.hash FROM ins
     WHERE practice_id = %(practice_id)s
 )
-SELECT id, seq, prev_hash, hash FROM ins
+{select}
 """  # noqa: S608 - table and column names from the models, values are parameters
+
+
+_PG_APPEND = audit_pg_append_sql()
+
+
+def audit_pg_append_params(event: AuditEvent) -> dict:
+    """The event's values as audit_pg_append_sql's parameters."""
+    params = {column: getattr(event, column) for column in HASHED_COLUMNS if column != "seq"}
+    for column in ("after", "before", "detail"):
+        params[column] = None if params[column] is None else json.dumps(params[column], ensure_ascii=False)
+    return params
+
+
+def audit_event_appended(event: AuditEvent, row: tuple) -> AuditEvent:
+    """The event as stored, from the appended row (id, seq, prev_hash, hash)."""
+    event.pk, event.seq, event.prev_hash, event.hash = row
+    event._state.adding = False
+    event._state.db = connection.alias
+    return event
 
 
 def _jsonable(value):
@@ -214,19 +248,14 @@ def _jsonable(value):
 
 def _append_postgresql(event: AuditEvent) -> bool:
     """Append on PostgreSQL; False when the practice has no chain head yet."""
-    params = {column: getattr(event, column) for column in HASHED_COLUMNS if column != "seq"}
-    for column in ("after", "before", "detail"):
-        params[column] = None if params[column] is None else json.dumps(params[column], ensure_ascii=False)
     # Prepared (psyfi_review.compiled_reads): every signing, edit and
     # delivery attempt appends, and the statement is the same each time.
     with prepared_cursor(connection) as cursor:
-        cursor.execute(_PG_APPEND, params)
+        cursor.execute(_PG_APPEND, audit_pg_append_params(event))
         row = cursor.fetchone()
     if row is None:
         return False
-    event.pk, event.seq, event.prev_hash, event.hash = row
-    event._state.adding = False
-    event._state.db = connection.alias
+    audit_event_appended(event, row)
     return True
 
 
@@ -273,10 +302,7 @@ def _audit_session(ctx, *, practice, user, now) -> tuple[str, str]:
     return (ctx.user_agent if created else ""), mark["key"]
 
 
-# No savepoint: callers record inside the transaction of the change, and an
-# error here must roll that change back anyway; alone it is its own transaction.
-@transaction.atomic(savepoint=False)
-def audit_record(
+def audit_event_build(
     *,
     practice,
     actor: Actor,
@@ -290,9 +316,9 @@ def audit_record(
     after=None,
     detail: dict | None = None,
 ) -> AuditEvent:
-    """Append one event to the practice's chain. The chain head is locked for
-    the rest of the caller's transaction, which keeps seq and hashes gap-free
-    under concurrent writers."""
+    """The event audit_record appends, not yet in the chain (no seq, no
+    hash). A person's first event in a login session opens its AuditSession
+    (in the caller's transaction)."""
     ctx = current_request.get()
     person = actor.type == AuditEvent.ActorType.PERSON
     event = AuditEvent(
@@ -319,6 +345,18 @@ def audit_record(
         event.user_agent, session_key = _audit_session(ctx, practice=practice, user=actor.user, now=event.created_at)
         if session_key:
             event.detail = {**event.detail, AUDIT_SESSION_DETAIL: session_key}
+    return event
+
+
+# No savepoint: callers record inside the transaction of the change, and an
+# error here must roll that change back anyway; alone it is its own transaction.
+@transaction.atomic(savepoint=False)
+def audit_record(*, practice, actor: Actor, action: str, **fields) -> AuditEvent:
+    """Append one event to the practice's chain. The chain head is locked for
+    the rest of the caller's transaction, which keeps seq and hashes gap-free
+    under concurrent writers. `fields`: audit_event_build's others (obj,
+    object_type, object_id, note, client, before, after, detail)."""
+    event = audit_event_build(practice=practice, actor=actor, action=action, **fields)
     if connection.vendor == "postgresql":
         if not _append_postgresql(event):  # the practice's first event
             AuditChainHead.objects.get_or_create(practice_id=event.practice_id)

@@ -16,7 +16,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audit.services import actor_person, actor_system, audit_record
+from audit.services import actor_person, actor_system, audit_event_build, audit_record
 from integrations.errors import (
     ConnectionInvalid,
     CredentialsUnreadable,
@@ -256,9 +256,18 @@ def _claim_orm(*, delivery_id: int, now: datetime) -> tuple[Delivery, DeliveryAt
     return delivery, attempt
 
 
-@retry_on_conflict
-@transaction.atomic
-def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -> SendResult:
+@dataclass(frozen=True)
+class _Recording:
+    """What an attempt's outcome does to its row (_record_plan)."""
+
+    now: datetime
+    fields: dict  # the delivery's columns to write
+    ledger: str  # the ledger row's outcome
+    reschedule: float | None
+    alert_kind: str
+
+
+def _record_plan(*, delivery: Delivery, outcome: Outcome) -> _Recording:
     now = timezone.now()
     n = delivery.attempts
     retrying_for = now - (delivery.first_attempt_at or now)
@@ -302,17 +311,86 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
             alert_kind = Alert.Kind.LONG_RETRY
     if outcome.ehr_id:  # the note is at the EHR, even when something it needs (its Provenance) is owed
         fields["ehr_id"] = outcome.ehr_id
-    # Only the claimant may finish the attempt; a sweeper that declared this
-    # worker dead has already handed the row on.
-    attempt.finished_at = now
-    attempt.outcome = ledger
+    return _Recording(now, fields, ledger, reschedule, alert_kind)
+
+
+def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -> SendResult:
+    """The attempt's outcome: the row's new state (for the claimant only: a
+    sweeper that declared this worker dead has already handed the row on),
+    the completed ledger row, the audit event, alerts raised or closed."""
+    plan = _record_plan(delivery=delivery, outcome=outcome)
+    attempt.finished_at = plan.now
+    attempt.outcome = plan.ledger
     attempt.http_status = outcome.http_status
     attempt.ehr_id = outcome.ehr_id
     attempt.detail = (attempt.detail + " " if attempt.detail else "") + outcome.reason[:2000]
-    changed = _outcome_write(delivery=delivery, attempt=attempt, fields=fields)
+    return _record_write(delivery=delivery, attempt=attempt, outcome=outcome, plan=plan)
+
+
+@retry_on_conflict
+def _record_write(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome, plan: _Recording) -> SendResult:
+    if connection.vendor == "postgresql" and not _record_touches_alerts(delivery=delivery, outcome=outcome, plan=plan):
+        written = _record_in_one_statement(delivery=delivery, attempt=attempt, outcome=outcome, plan=plan)
+        if written is not None:
+            return written
+    return _record_in_transaction(delivery=delivery, attempt=attempt, outcome=outcome, plan=plan)
+
+
+def _record_touches_alerts(*, delivery: Delivery, outcome: Outcome, plan: _Recording) -> bool:
+    """Whether recording raises or closes an alert (_record_in_transaction's
+    alert steps); most attempts, a first one delivered, do neither."""
+    if plan.alert_kind or (plan.fields["state"] in (S.DELIVERED, S.FAILED) and delivery.attempts > 1):
+        return True
+    return outcome.alert == "unreachable" and delivery.attempts >= _unreachable_after(delivery.practice)
+
+
+def _attempt_event(*, delivery: Delivery, outcome: Outcome, plan: _Recording) -> dict:
+    """audit_record's arguments for an attempt: the row as the outcome leaves it."""
+    state, ehr_id = plan.fields["state"], plan.fields.get("ehr_id", delivery.ehr_id)
+    return {
+        "practice": delivery.practice,
+        "actor": actor_system("delivery worker"),
+        "action": "delivery.attempt",
+        "obj": delivery,
+        "note": delivery.note,
+        "client": delivery.note.client,
+        "after": {"state": state, "attempt": delivery.attempts, "outcome": plan.ledger, "ehr_id": ehr_id},
+        "detail": {"reason": outcome.reason[:500], "http_status": outcome.http_status},
+    }
+
+
+def _record_in_one_statement(
+    *, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome, plan: _Recording
+) -> SendResult | None:
+    """On PostgreSQL, an outcome that touches no alert: the row, the ledger
+    row and the audit event in one statement (outbox_statements.record_audited).
+    None when the practice has no audit chain yet (the transaction path
+    starts it)."""
+    event = audit_event_build(**_attempt_event(delivery=delivery, outcome=outcome, plan=plan))
+    moved = outbox_statements.record_audited(delivery=delivery, attempt=attempt, fields=plan.fields, event=event)
+    if moved is None:
+        return None
+    if not moved:
+        attempt.detail += outbox_statements.TAKEN_OVER
+        return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
+    for name, value in plan.fields.items():
+        setattr(delivery, name, value)
+    if delivery.state == S.DELIVERED:
+        # An amendment waiting for this version goes next (after commit, so
+        # it reads this row as delivered; at once when not in a transaction).
+        transaction.on_commit(lambda: _release_after(delivery.pk))
+    return SendResult(delivery.state, reschedule_in=plan.reschedule, outcome=outcome)
+
+
+@transaction.atomic
+def _record_in_transaction(
+    *, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome, plan: _Recording
+) -> SendResult:
+    n = delivery.attempts
+    changed = _outcome_write(delivery=delivery, attempt=attempt, fields=plan.fields)
     if not changed:
         return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
-    for name, value in fields.items():
+    for name, value in plan.fields.items():
         setattr(delivery, name, value)
     if delivery.state in (S.DELIVERED, S.FAILED) and n > 1:
         # Its long-retry alert is over: delivered, or superseded by the dead
@@ -321,22 +399,14 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
         # attempt has none to close: the alert is raised by a retry's record,
         # and reprocessing (which restarts the count) closes the delivery's alerts.
         alerts_resolve_settled(delivery=delivery, kind=Alert.Kind.LONG_RETRY, why=delivery.state)
-    audit_record(
-        practice=delivery.practice,
-        actor=actor_system("delivery worker"),
-        action="delivery.attempt",
-        obj=delivery,
-        note=delivery.note,
-        client=delivery.note.client,
-        after={"state": delivery.state, "attempt": n, "outcome": ledger, "ehr_id": delivery.ehr_id},
-        detail={"reason": outcome.reason[:500], "http_status": outcome.http_status},
-    )
+    audit_record(**_attempt_event(delivery=delivery, outcome=outcome, plan=plan))
     if delivery.state == S.DELIVERED:
         # An amendment waiting for this version goes next (after commit, so
         # it reads this row as delivered).
         transaction.on_commit(lambda: _release_after(delivery.pk))
+    alert_kind = plan.alert_kind
     if alert_kind == Alert.Kind.LONG_RETRY:
-        since = delivery.first_attempt_at or now
+        since = delivery.first_attempt_at or plan.now
         alert_raise(
             practice=delivery.practice,
             kind=alert_kind,
@@ -352,7 +422,7 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
             kind=alert_kind,
             delivery=delivery,
             connection=delivery.connection,
-            reason=fields.get("last_error") or outcome.reason,
+            reason=plan.fields.get("last_error") or outcome.reason,
         )
     elif outcome.alert == "unreachable" and n >= _unreachable_after(delivery.practice):
         alert_raise(
@@ -361,7 +431,7 @@ def _record(*, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome) -
             connection=delivery.connection,
             reason=f"The EHR has not answered for {n} attempts: {outcome.reason}",
         )
-    return SendResult(delivery.state, reschedule_in=reschedule, outcome=outcome)
+    return SendResult(delivery.state, reschedule_in=plan.reschedule, outcome=outcome)
 
 
 def _outcome_write(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict) -> bool:

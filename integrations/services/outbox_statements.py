@@ -19,6 +19,8 @@ from functools import cache
 
 from django.db import connection
 
+from audit.models import AuditChainHead, AuditEvent
+from audit.services import audit_event_appended, audit_pg_append_params, audit_pg_append_sql
 from integrations.models import Delivery, DeliveryAttempt
 from psyfi_review.compiled_reads import prepared_cursor
 
@@ -28,6 +30,7 @@ TAKEN_OVER = " (row was taken over by the sweeper)"
 
 _DELIVERY = Delivery._meta.db_table
 _ATTEMPT = DeliveryAttempt._meta.db_table
+_CHAIN_HEAD = AuditChainHead._meta.db_table
 
 # A data-modifying CTE: the ledger row is inserted only when the claim moved
 # the row, and both commit as one statement (autocommit) or with the caller's
@@ -72,46 +75,99 @@ def claim(*, delivery_id: int, now: datetime) -> DeliveryAttempt | None:
     )
 
 
+def _sets(columns: tuple[str, ...]) -> str:
+    return ", ".join(f"{Delivery._meta.get_field(name).column} = %(d_{name})s" for name in columns)
+
+
+# The ledger row's completion; `moved` names the CTE of the delivery's update.
+_LEDGER_SET = """finished_at = %(a_finished_at)s, outcome = %(a_outcome)s, http_status = %(a_http_status)s,
+    ehr_id = %(a_ehr_id)s,
+    detail = %(a_detail)s::text || CASE WHEN EXISTS (SELECT 1 FROM {moved}) THEN '' ELSE %(taken_over)s::text END"""
+
+
 @cache
 def _record_sql(columns: tuple[str, ...]) -> str:
     """The outcome statement for one set of delivery columns (a handful of
     shapes: delivered, retrying, failed...), each prepared once per connection."""
-    sets = ", ".join(f"{Delivery._meta.get_field(name).column} = %(d_{name})s" for name in columns)
     return f"""
 WITH moved AS (
-    UPDATE {_DELIVERY} SET {sets}
+    UPDATE {_DELIVERY} SET {_sets(columns)}
     WHERE id = %(delivery_id)s AND state = %(sending)s AND attempts = %(attempts)s
     RETURNING id
 )
-UPDATE {_ATTEMPT}
-SET finished_at = %(finished_at)s, outcome = %(outcome)s, http_status = %(http_status)s, ehr_id = %(ehr_id)s,
-    detail = %(detail)s::text || CASE WHEN EXISTS (SELECT 1 FROM moved) THEN '' ELSE %(taken_over)s::text END
+UPDATE {_ATTEMPT} SET {_LEDGER_SET.format(moved="moved")}
 WHERE id = %(attempt_id)s
 RETURNING EXISTS (SELECT 1 FROM moved)
 """  # noqa: S608 - table and column names from the models, values are parameters
+
+
+@cache
+def _record_audited_sql(columns: tuple[str, ...]) -> str:
+    """_record_sql's writes with the attempt's audit event appended to the
+    practice's chain (audit.services.audit_pg_append_sql) when the delivery
+    row moved. Nothing is written when the practice has no chain head yet."""
+    chain = f"EXISTS (SELECT 1 FROM {_CHAIN_HEAD} WHERE practice_id = %(practice_id)s)"  # noqa: S608 - a model table
+    ctes = f"""delivery_moved AS (
+    UPDATE {_DELIVERY} SET {_sets(columns)}
+    WHERE id = %(delivery_id)s AND state = %(sending)s AND attempts = %(attempts)s AND {chain}
+    RETURNING id
+), ledger AS (
+    UPDATE {_ATTEMPT} SET {_LEDGER_SET.format(moved="delivery_moved")}
+    WHERE id = %(attempt_id)s AND {chain}
+    RETURNING id
+),"""  # noqa: S608 - table and column names from the models, values are parameters
+    return audit_pg_append_sql(
+        ctes=ctes,
+        when="EXISTS (SELECT 1 FROM delivery_moved)",
+        select="SELECT EXISTS (SELECT 1 FROM delivery_moved), EXISTS (SELECT 1 FROM ledger), "
+        "ins.id, ins.seq, ins.prev_hash, ins.hash FROM (SELECT 1) AS one LEFT JOIN ins ON true",
+    )
+
+
+def _record_params(delivery: Delivery, attempt: DeliveryAttempt, fields: dict) -> dict:
+    params = {f"d_{name}": value for name, value in fields.items()}
+    params.update(
+        delivery_id=delivery.pk,
+        sending=S.SENDING,
+        attempts=delivery.attempts,
+        attempt_id=attempt.pk,
+        a_finished_at=attempt.finished_at,
+        a_outcome=attempt.outcome,
+        a_http_status=attempt.http_status,
+        a_ehr_id=attempt.ehr_id,
+        a_detail=attempt.detail,
+        taken_over=TAKEN_OVER,
+    )
+    return params
 
 
 def record(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict) -> bool:
     """Write the outcome's delivery fields if this worker still holds the
     claim, and complete the ledger row from the attempt's in-memory values
     (noting a takeover), in one statement. Whether the delivery row moved."""
-    columns = tuple(sorted(fields))
-    params = {f"d_{name}": fields[name] for name in columns}
-    params.update(
-        delivery_id=delivery.pk,
-        sending=S.SENDING,
-        attempts=delivery.attempts,
-        attempt_id=attempt.pk,
-        finished_at=attempt.finished_at,
-        outcome=attempt.outcome,
-        http_status=attempt.http_status,
-        ehr_id=attempt.ehr_id,
-        detail=attempt.detail,
-        taken_over=TAKEN_OVER,
-    )
     with prepared_cursor(connection) as cursor:
-        cursor.execute(_record_sql(columns), params)
+        cursor.execute(_record_sql(tuple(sorted(fields))), _record_params(delivery, attempt, fields))
         row = cursor.fetchone()
     if row is None:
         raise DeliveryAttempt.DoesNotExist(f"Ledger row {attempt.pk} of delivery {delivery.pk} is gone.")
     return bool(row[0])
+
+
+def record_audited(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict, event: AuditEvent) -> bool | None:
+    """record() and the attempt's audit event (built, not yet appended) as
+    one statement, so the practice's audit chain head is locked only while
+    PostgreSQL runs it and commits: no round trip, and no wait for a busy
+    worker's GIL, while other deliveries queue for the same lock. Whether
+    the delivery row moved (the event is appended only then, and `event`
+    becomes the stored row); None when nothing was written because the
+    practice has no audit chain yet (audit_record starts one)."""
+    params = _record_params(delivery, attempt, fields)
+    params.update(audit_pg_append_params(event))
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(_record_audited_sql(tuple(sorted(fields))), params)
+        moved, completed, *appended = cursor.fetchone()
+    if not completed:
+        return None
+    if moved:
+        audit_event_appended(event, appended)
+    return moved

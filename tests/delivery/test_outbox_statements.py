@@ -10,6 +10,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from audit.models import AuditChainHead, AuditEvent
+from audit.services import actor_system, audit_event_build
+from audit.verify import audit_chain_verify
 from integrations.models import Delivery, DeliveryAttempt
 from integrations.services import delivery as outbox
 from integrations.services import outbox_statements
@@ -191,3 +194,85 @@ def test_an_outcome_after_a_takeover_moves_nothing_and_says_so_in_the_ledger(pai
     assert _delivery_row(statement)["state"] == _delivery_row(orm)["state"] == S.UNKNOWN
     assert [r["detail"] for r in _attempt_rows(statement)] == ["stored" + outbox_statements.TAKEN_OVER]
     assert [r["detail"] for r in _attempt_rows(orm)] == ["stored" + outbox_statements.TAKEN_OVER]
+
+
+# ---------------------------------------------------------------- outcome with its audit event
+
+
+def _attempt_event(delivery: Delivery, fields: dict) -> AuditEvent:
+    return audit_event_build(
+        practice=delivery.practice,
+        actor=actor_system("delivery worker"),
+        action="delivery.attempt",
+        obj=delivery,
+        note=delivery.note,
+        client=delivery.note.client,
+        after={"state": fields["state"], "attempt": delivery.attempts, "outcome": "sent", "ehr_id": "doc-1"},
+        detail={"reason": "Stored", "http_status": 201},
+    )
+
+
+def test_an_outcome_and_its_audit_event_are_written_together_and_chained(pair, world):
+    attempt, (orm_delivery, orm_attempt) = _claim_both(pair, timezone.now())
+    statement, orm = pair
+    statement_delivery = Delivery.objects.get(pk=statement.pk)
+    fields = _outcomes(timezone.now())["delivered"]
+    for ledger in (attempt, orm_attempt):
+        ledger.finished_at, ledger.outcome, ledger.http_status, ledger.ehr_id = timezone.now(), "sent", 201, "doc-1"
+        ledger.detail = "Stored"
+    head_before = AuditChainHead.objects.get(practice=world.practice).seq
+    event = _attempt_event(statement_delivery, fields)
+    moved = outbox_statements.record_audited(delivery=statement_delivery, attempt=attempt, fields=fields, event=event)
+    assert moved is True
+    assert outbox._outcome_write_orm(delivery=orm_delivery, attempt=orm_attempt, fields=fields) is True
+    assert _delivery_row(statement) == {**_delivery_row(orm), "updated_at": _delivery_row(statement)["updated_at"]}
+    assert _attempt_rows(statement)[0] == {
+        **_attempt_rows(orm)[0],
+        "finished_at": _attempt_rows(statement)[0]["finished_at"],
+    }
+    # The event is the chain's next link, stored as built, and the chain verifies.
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert stored.seq == event.seq == head_before + 1
+    assert (stored.action, stored.object_id, stored.after["state"]) == (
+        "delivery.attempt",
+        str(statement.pk),
+        S.DELIVERED,
+    )
+    assert AuditChainHead.objects.get(practice=world.practice).seq == head_before + 1
+    assert audit_chain_verify(practice_id=world.practice.pk).ok
+
+
+def test_an_outcome_after_a_takeover_appends_no_audit_event(pair, world):
+    attempt, _ = _claim_both(pair, timezone.now())
+    statement, _ = pair
+    statement_delivery = Delivery.objects.get(pk=statement.pk)
+    Delivery.objects.filter(pk=statement.pk).update(state=S.UNKNOWN)
+    fields = _outcomes(timezone.now())["delivered"]
+    attempt.finished_at, attempt.outcome, attempt.detail = timezone.now(), "sent", "stored"
+    events_before = AuditEvent.objects.filter(practice=world.practice).count()
+    event = _attempt_event(statement_delivery, fields)
+    assert (
+        outbox_statements.record_audited(delivery=statement_delivery, attempt=attempt, fields=fields, event=event)
+        is False
+    )
+    assert event.pk is None
+    assert AuditEvent.objects.filter(practice=world.practice).count() == events_before
+    assert _delivery_row(statement)["state"] == S.UNKNOWN
+    assert [r["detail"] for r in _attempt_rows(statement)] == ["stored" + outbox_statements.TAKEN_OVER]
+
+
+def test_without_an_audit_chain_the_outcome_statement_writes_nothing(pair, world):
+    attempt, _ = _claim_both(pair, timezone.now())
+    statement, _ = pair
+    statement_delivery = Delivery.objects.get(pk=statement.pk)
+    fields = _outcomes(timezone.now())["delivered"]
+    attempt.finished_at, attempt.outcome, attempt.detail = timezone.now(), "sent", "stored"
+    AuditChainHead.objects.filter(practice=world.practice).delete()
+    event = _attempt_event(statement_delivery, fields)
+    before = (_delivery_row(statement), _attempt_rows(statement))
+    assert (
+        outbox_statements.record_audited(delivery=statement_delivery, attempt=attempt, fields=fields, event=event)
+        is None
+    )
+    assert (_delivery_row(statement), _attempt_rows(statement)) == before
+    assert event.pk is None
