@@ -2,6 +2,7 @@
 and tests, kombu's filesystem transport in the single-box demo."""
 
 import os
+import time
 
 from celery import Celery, signals
 
@@ -35,21 +36,36 @@ def keep_database_connections(**kwargs) -> None:
         database["CONN_HEALTH_CHECKS"] = True
 
 
+# A connection that finished a task this recently (and was found usable
+# then) is not asked "SELECT 1" before the next: a worker busy delivering
+# would pay that round trip on every task for a connection it used a moment ago.
+HEALTH_CHECK_AFTER_IDLE_SECONDS = 1.0
+
+
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def tidy_database_connections(task=None, **kwargs) -> None:
+def tidy_database_connections(task=None, signal=None, **kwargs) -> None:
     """What Django does around each web request, around each task: drop a
     connection that failed and no longer answers, one left outside
     autocommit, or one past its age; otherwise ask for a health check before
     the next query, so a connection the server dropped while the worker was
-    idle is replaced instead of failing the task."""
+    idle is replaced instead of failing the task. Not after a task that ended
+    within HEALTH_CHECK_AFTER_IDLE_SECONDS on the same connection."""
     from django.db import connections
 
     if task is not None and getattr(task.request, "is_eager", False):
         return  # run inline by its caller, inside the caller's connection and transaction
+    now = time.monotonic()
     for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()
+        if conn.in_atomic_block:
+            continue
+        conn.close_if_unusable_or_obsolete()
+        if conn.connection is None:
+            continue
+        if signal is signals.task_postrun:
+            conn.psyfi_tidied_at = now
+        elif now - getattr(conn, "psyfi_tidied_at", float("-inf")) < HEALTH_CHECK_AFTER_IDLE_SECONDS:
+            conn.health_check_done = True
 
 
 @signals.after_setup_logger.connect

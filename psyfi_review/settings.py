@@ -224,7 +224,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for another
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Each worker holds twice its concurrency in messages, so a thread that
+# finishes a delivery starts the next at once instead of waiting for its ack
+# and the broker's next message (about 3 ms a delivery, bench/delivery.py).
+# A message held by a worker that dies is delivered again after the broker's
+# visibility timeout; the sweeper re-enqueues its row long before that.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=2)
 # Workers keep their database connection between tasks (psyfi_review/celery.py:
 # keep_database_connections, tidy_database_connections). Celery's Django
 # fix-up would close it around every task unless this is set; it still

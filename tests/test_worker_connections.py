@@ -3,10 +3,16 @@ around each task as Django does around a web request: a broken one is
 replaced, a healthy one kept."""
 
 import pytest
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import OperationalError, connection, connections
 
-from psyfi_review.celery import app, keep_database_connections, tidy_database_connections
+from psyfi_review.celery import (
+    HEALTH_CHECK_AFTER_IDLE_SECONDS,
+    app,
+    keep_database_connections,
+    tidy_database_connections,
+)
 
 
 @pytest.fixture
@@ -78,3 +84,30 @@ def test_a_connection_that_failed_is_closed_before_the_next_task(worker_connecti
     assert worker_connection.errors_occurred
     tidy_database_connections()
     assert worker_connection.connection is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_a_task_just_used_is_not_health_checked_before_the_next(worker_connection):
+    with worker_connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    kept = worker_connection.connection
+    tidy_database_connections(signal=task_postrun)  # a task ends
+    tidy_database_connections(signal=task_prerun)  # the next starts at once
+    assert worker_connection.health_check_done  # no "SELECT 1" round trip first
+    with worker_connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert worker_connection.connection is kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_idle_longer_than_a_moment_is_health_checked_before_the_next_task(worker_connection):
+    with worker_connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    tidy_database_connections(signal=task_postrun)
+    worker_connection.psyfi_tidied_at -= HEALTH_CHECK_AFTER_IDLE_SECONDS + 0.1  # it sat idle since
+    _terminate_our_backend()
+    tidy_database_connections(signal=task_prerun)
+    assert not worker_connection.health_check_done
+    with worker_connection.cursor() as cursor:  # replaced, not failed
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
