@@ -25,11 +25,14 @@ note, reads the Patient first (invariant 5: one EHR read per delivery that
 the bare loop never makes, so the ratio cannot pass W / (W + R)), and
 records its ledger row and audit event.
 
-Measured on the 2-core machine, defaults, 2026-12-02: extra time per
-delivery 52 ms (target under 20: not met; docs/delivery.md says where it
-goes and what was tried), ratio 0.60, speed-up 1.59 with 2 worker
-processes and 1.40 with 4. The figure drifts with the machine (the same
-code gave 37-57 ms within an hour that day): compare only alternated runs.
+Measured on the 2-core machine, defaults, 2026-12-02, two runs: extra
+time per delivery 28 and 24 ms (52 ms that morning, before the worker's
+writes became one statement each; target under 20: not met,
+docs/delivery.md says where the rest goes), ratio 0.69 and 0.71, speed-up
+1.95 and 1.16 with 2 worker processes, 2.22 and 2.07 with 4 (160 notes a
+batch: a noisy figure). It drifts with the machine (on a copy of one
+database the old code gave 29-50 ms and the new 21-39 ms within an hour
+that day): compare only alternated runs.
 The ratio's ceiling is below 1: the pipeline makes one Patient read per
 delivery that the bare loop never makes, so it cannot pass W / (W + R)
 (0.83 at the defaults) however small our own cost.
