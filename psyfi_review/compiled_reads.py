@@ -77,29 +77,15 @@ class CompiledRead:
         """Every instance the queryset would give, in its order."""
         return self._run(self._compiled(), args)
 
-    def send(self, cursor, *args: int) -> Callable[[], list[Model]]:
-        """Execute on `cursor` (a prepared_cursor) without fetching, and return
-        what fetches and builds the instances. For several statements sent in
-        one round trip (a psycopg pipeline: outbox_statements.claim_and_read)."""
-        compiled = self._compiled()
-        cursor.execute(compiled.sql, self._params(compiled, args))
-        return lambda: self._instances(compiled, cursor.fetchall())
-
     def _run(self, compiled: _Compiled, args: tuple) -> list[Model]:
-        with prepared_cursor(connections[compiled.db]) as cursor:
-            cursor.execute(compiled.sql, self._params(compiled, args))
-            return self._instances(compiled, cursor.fetchall())
-
-    def _params(self, compiled: _Compiled, args: tuple) -> list:
         if len(args) != self.arity:
             raise TypeError(f"expected {self.arity} argument(s), got {len(args)}")
         params = list(compiled.params)
         for position, arg in zip(compiled.slots, args, strict=True):
             params[position] = arg
-        return params
-
-    @staticmethod
-    def _instances(compiled: _Compiled, rows: list) -> list[Model]:
+        with prepared_cursor(connections[compiled.db]) as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
         if rows and compiled.converters:
             rows = compiled.compiler.apply_converters(rows, compiled.converters)
         return [compiled.populate(row) for row in rows]

@@ -35,7 +35,7 @@ from integrations.services.alerts import (
 )
 from integrations.services.connections import _active_connection
 from integrations.services.invariants import delivery_check_deliverable
-from integrations.services.perform import CLAIMED_SECTIONS, _perform
+from integrations.services.perform import _perform
 from notes.errors import NotPermitted
 from notes.models import Membership, Note
 from psyfi_review.compiled_reads import CompiledRead
@@ -224,16 +224,12 @@ def _claim(*, delivery_id: int, now: datetime) -> tuple[Delivery, DeliveryAttemp
     aborted, still leaves the row that says a request may have reached the
     EHR (the sweeper marks it unknown and reconciliation follows). One
     commit, not two: a commit waits for the disk. On PostgreSQL one
-    statement, with the claimed row's and its note's sections' reads in the
-    same round trip (outbox_statements.claim_and_read)."""
+    statement (outbox_statements.claim), then the claimed row's read."""
     if connection.vendor == "postgresql":
-        attempt, (rows, sections) = outbox_statements.claim_and_read(
-            delivery_id=delivery_id, now=now, reads=(_CLAIMED_DELIVERY, CLAIMED_SECTIONS)
-        )
+        attempt = outbox_statements.claim(delivery_id=delivery_id, now=now)
         if attempt is None:
             return None
-        [delivery] = rows
-        delivery.note_sections = sections  # note_input reads them from here
+        delivery = _CLAIMED_DELIVERY.get(delivery_id)
         attempt.delivery = delivery
         return delivery, attempt
     return _claim_orm(delivery_id=delivery_id, now=now)

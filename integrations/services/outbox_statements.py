@@ -14,17 +14,15 @@ Other databases (the demo's SQLite) take the ORM path in
 integrations.services.delivery, which writes the same rows; the suite runs
 both (tests/delivery/test_outbox_statements.py)."""
 
-from contextlib import nullcontext
 from datetime import datetime
 from functools import cache
 
 from django.db import connection
-from psycopg import Pipeline
 
 from audit.models import AuditChainHead, AuditEvent
 from audit.services import audit_event_appended, audit_pg_append_params, audit_pg_append_sql
 from integrations.models import Delivery, DeliveryAttempt
-from psyfi_review.compiled_reads import CompiledRead, prepared_cursor
+from psyfi_review.compiled_reads import prepared_cursor
 
 S = Delivery.State
 CLAIMABLE = (S.PENDING, S.RETRYING, S.UNKNOWN)
@@ -52,16 +50,10 @@ RETURNING id, number
 """  # noqa: S608 - table names from the models, values are parameters
 
 
-def claim_and_read(
-    *, delivery_id: int, now: datetime, reads: tuple[CompiledRead, ...]
-) -> tuple[DeliveryAttempt | None, list[list]]:
+def claim(*, delivery_id: int, now: datetime) -> DeliveryAttempt | None:
     """Claim the row (pending/retrying/unknown and due -> sending, one more
-    attempt) and write its ledger row as `sending`, in one statement; then
-    run `reads` (compiled reads keyed on the delivery's id) after it. All of
-    it goes in one round trip (a psycopg pipeline), and the claim is
-    committed at its sync point, before this returns and before any byte
-    leaves for the EHR. The ledger row (None when the row was not
-    claimable: the reads' results are then not ours) and each read's rows."""
+    attempt) and write its ledger row as `sending`, in one statement. The
+    ledger row, or None when the row was not claimable."""
     params = {
         "delivery_id": delivery_id,
         "now": now,
@@ -70,38 +62,17 @@ def claim_and_read(
         "retrying": S.RETRYING,
         "unknown": S.UNKNOWN,
     }
-    # What a cursor does first (a health check, connecting) is not pipelined.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    cursors = [prepared_cursor(connection) for _ in range(1 + len(reads))]
-    # A libpq without pipeline mode (older than 14) runs them one by one: the
-    # same statements and results, a round trip each.
-    pipelined = connection.connection.pipeline() if Pipeline.is_supported() else nullcontext()
-    try:
-        with connection.wrap_database_errors, pipelined as pipeline:
-            cursors[0].execute(_CLAIM, params)
-            fetches = [read.send(cursor, delivery_id) for read, cursor in zip(reads, cursors[1:], strict=True)]
-            if pipeline is not None:
-                pipeline.sync()
-            row = cursors[0].fetchone()
-            results = [fetch() for fetch in fetches]
-    finally:
-        for cursor in cursors:
-            cursor.close()
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(_CLAIM, params)
+        row = cursor.fetchone()
     if row is None:
-        return None, results
+        return None
     attempt_id, number = row
-    attempt = DeliveryAttempt.from_db(
+    return DeliveryAttempt.from_db(
         connection.alias,
         ["id", "delivery_id", "number", "started_at", "finished_at", "outcome", "http_status", "ehr_id", "detail"],
         [attempt_id, delivery_id, number, now, None, DeliveryAttempt.Outcome.SENDING, None, "", ""],
     )
-    return attempt, results
-
-
-def claim(*, delivery_id: int, now: datetime) -> DeliveryAttempt | None:
-    """claim_and_read with nothing to read: the ledger row, or None."""
-    return claim_and_read(delivery_id=delivery_id, now=now, reads=())[0]
 
 
 def _sets(columns: tuple[str, ...]) -> str:

@@ -73,17 +73,6 @@ def _cosigner_input(note) -> dict:
 
 # Every attempt reads them; compiled once per connection (psyfi_review.compiled_reads).
 _NOTE_SECTIONS = CompiledRead(lambda note_id: NoteSection.objects.filter(note_id=note_id).order_by("order"))
-# The same, keyed on the delivery: read with the claim, in its round trip
-# (outbox_statements.claim_and_read), and left on the claimed row as
-# `note_sections` for note_input.
-CLAIMED_SECTIONS = CompiledRead(
-    lambda delivery_id: NoteSection.objects.filter(note__deliveries__id=delivery_id).order_by("order")
-)
-
-
-def _sections_of(delivery: Delivery) -> list[NoteSection]:
-    sections = getattr(delivery, "note_sections", None)
-    return sections if sections is not None else _NOTE_SECTIONS.all(delivery.note_id)
 
 
 def note_input(delivery: Delivery) -> NoteInput:
@@ -119,7 +108,7 @@ def note_input(delivery: Delivery) -> NoteInput:
                 kind=s.kind,
                 code_labels=_code_labels(s),
             )
-            for s in _sections_of(delivery)
+            for s in _NOTE_SECTIONS.all(note.pk)
         ),
         patient_ehr_id=note.client.ehr_patient_id,
         patient_family_name=note.client.family_name,

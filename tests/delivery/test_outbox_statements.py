@@ -8,8 +8,6 @@ outcome lands."""
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditChainHead, AuditEvent
@@ -17,9 +15,7 @@ from audit.services import actor_system, audit_event_build
 from audit.verify import audit_chain_verify
 from integrations.models import Delivery, DeliveryAttempt
 from integrations.services import delivery as outbox
-from integrations.services import note_input, outbox_statements
-from integrations.services.perform import CLAIMED_SECTIONS
-from notes.models import NoteSection
+from integrations.services import outbox_statements
 from tests.factories import client_factory, note_factory, note_sign_now
 from tests.integrations.support import fhir_connection
 
@@ -280,50 +276,3 @@ def test_without_an_audit_chain_the_outcome_statement_writes_nothing(pair, world
     )
     assert (_delivery_row(statement), _attempt_rows(statement)) == before
     assert event.pk is None
-
-
-# ---------------------------------------------------------------- the claim with its reads
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_claim_is_committed_and_its_reads_see_it_in_the_same_round_trip(pair):
-    statement, _ = pair
-    now = timezone.now()
-    attempt, (rows, sections) = outbox_statements.claim_and_read(
-        delivery_id=statement.pk, now=now, reads=(outbox._CLAIMED_DELIVERY, CLAIMED_SECTIONS)
-    )
-    # The reads ran after the claim: they see the row as claimed.
-    [delivery] = rows
-    assert (delivery.state, delivery.attempts, delivery.first_attempt_at) == (S.SENDING, 1, now)
-    assert [s.key for s in sections] == list(
-        NoteSection.objects.filter(note_id=statement.note_id).order_by("order").values_list("key", flat=True)
-    )
-    assert sections
-    # Committed before it returned: another connection sees the ledger row.
-    other = connections.create_connection("default")
-    try:
-        with other.cursor() as cursor:
-            cursor.execute(f"SELECT outcome FROM {DeliveryAttempt._meta.db_table} WHERE id = %s", [attempt.pk])  # noqa: S608
-            assert cursor.fetchone() == (DeliveryAttempt.Outcome.SENDING,)
-    finally:
-        other.close()
-
-
-def test_a_row_not_claimed_gives_no_ledger_row_whatever_its_reads_found(pair):
-    statement, _ = pair
-    Delivery.objects.filter(pk=statement.pk).update(state=S.DELIVERED)
-    attempt, (rows,) = outbox_statements.claim_and_read(
-        delivery_id=statement.pk, now=timezone.now(), reads=(outbox._CLAIMED_DELIVERY,)
-    )
-    assert attempt is None
-    assert _attempt_rows(statement) == []
-
-
-def test_note_input_takes_the_sections_read_with_the_claim(pair):
-    statement, _ = pair
-    claimed = outbox._claim(delivery_id=statement.pk, now=timezone.now())
-    delivery, _ = claimed
-    assert [s.key for s in delivery.note_sections] == [s.key for s in note_input(delivery).sections]
-    with CaptureQueriesContext(connection) as queries:
-        note_input(delivery)
-    assert not any("notes_notesection" in q["sql"] for q in queries.captured_queries)
