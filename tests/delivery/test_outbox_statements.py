@@ -11,9 +11,10 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditChainHead, AuditEvent
-from audit.services import actor_system, audit_event_build
+from audit.services import audit_event_build
 from audit.verify import audit_chain_verify
 from integrations.models import Delivery, DeliveryAttempt
+from integrations.outcomes import sent
 from integrations.services import delivery as outbox
 from integrations.services import outbox_statements
 from tests.factories import client_factory, note_factory, note_sign_now
@@ -200,16 +201,10 @@ def test_an_outcome_after_a_takeover_moves_nothing_and_says_so_in_the_ledger(pai
 
 
 def _attempt_event(delivery: Delivery, fields: dict) -> AuditEvent:
-    return audit_event_build(
-        practice=delivery.practice,
-        actor=actor_system("delivery worker"),
-        action="delivery.attempt",
-        obj=delivery,
-        note=delivery.note,
-        client=delivery.note.client,
-        after={"state": fields["state"], "attempt": delivery.attempts, "outcome": "sent", "ehr_id": "doc-1"},
-        detail={"reason": "Stored", "http_status": 201},
-    )
+    """The event _record appends for a delivered attempt, built by its own helper."""
+    plan = outbox._Recording(now=fields["updated_at"], fields=fields, ledger="sent", reschedule=None, alert_kind="")
+    outcome = sent("doc-1", http_status=201, reason="Stored")
+    return audit_event_build(**outbox._attempt_event(delivery=delivery, outcome=outcome, plan=plan))
 
 
 def test_an_outcome_and_its_audit_event_are_written_together_and_chained(pair, world):
