@@ -371,15 +371,24 @@ def _record_in_one_statement(
     if moved is None:
         return None
     if not moved:
-        attempt.detail += outbox_statements.TAKEN_OVER
-        return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
+        return _taken_over(delivery)
+    _recorded(delivery, plan)
+    return SendResult(delivery.state, reschedule_in=plan.reschedule, outcome=outcome)
+
+
+def _taken_over(delivery: Delivery) -> SendResult:
+    """The result of an attempt whose row the sweeper handed on: its state now."""
+    return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
+
+
+def _recorded(delivery: Delivery, plan: _Recording) -> None:
+    """The row as written, in memory; a delivered version lets an amendment
+    waiting for it go next (after commit, so it reads this row as delivered;
+    at once when not in a transaction)."""
     for name, value in plan.fields.items():
         setattr(delivery, name, value)
     if delivery.state == S.DELIVERED:
-        # An amendment waiting for this version goes next (after commit, so
-        # it reads this row as delivered; at once when not in a transaction).
         transaction.on_commit(lambda: _release_after(delivery.pk))
-    return SendResult(delivery.state, reschedule_in=plan.reschedule, outcome=outcome)
 
 
 @transaction.atomic
@@ -387,11 +396,9 @@ def _record_in_transaction(
     *, delivery: Delivery, attempt: DeliveryAttempt, outcome: Outcome, plan: _Recording
 ) -> SendResult:
     n = delivery.attempts
-    changed = _outcome_write(delivery=delivery, attempt=attempt, fields=plan.fields)
-    if not changed:
-        return SendResult(Delivery.objects.filter(pk=delivery.pk).values_list("state", flat=True).first() or "")
-    for name, value in plan.fields.items():
-        setattr(delivery, name, value)
+    if not _outcome_write(delivery=delivery, attempt=attempt, fields=plan.fields):
+        return _taken_over(delivery)
+    _recorded(delivery, plan)
     if delivery.state in (S.DELIVERED, S.FAILED) and n > 1:
         # Its long-retry alert is over: delivered, or superseded by the dead
         # letter's. Before the attempt's audit event: alert row, then chain
@@ -400,10 +407,6 @@ def _record_in_transaction(
         # and reprocessing (which restarts the count) closes the delivery's alerts.
         alerts_resolve_settled(delivery=delivery, kind=Alert.Kind.LONG_RETRY, why=delivery.state)
     audit_record(**_attempt_event(delivery=delivery, outcome=outcome, plan=plan))
-    if delivery.state == S.DELIVERED:
-        # An amendment waiting for this version goes next (after commit, so
-        # it reads this row as delivered).
-        transaction.on_commit(lambda: _release_after(delivery.pk))
     alert_kind = plan.alert_kind
     if alert_kind == Alert.Kind.LONG_RETRY:
         since = delivery.first_attempt_at or plan.now
@@ -440,10 +443,7 @@ def _outcome_write(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict
     completed ledger row. Whether the delivery row moved. On PostgreSQL one
     statement (outbox_statements.record)."""
     if connection.vendor == "postgresql":
-        changed = outbox_statements.record(delivery=delivery, attempt=attempt, fields=fields)
-        if not changed:
-            attempt.detail += outbox_statements.TAKEN_OVER
-        return changed
+        return outbox_statements.record(delivery=delivery, attempt=attempt, fields=fields)
     return _outcome_write_orm(delivery=delivery, attempt=attempt, fields=fields)
 
 

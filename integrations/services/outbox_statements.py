@@ -40,7 +40,7 @@ WITH claimed AS (
     UPDATE {_DELIVERY}
     SET state = %(sending)s, attempts = attempts + 1,
         first_attempt_at = COALESCE(first_attempt_at, %(now)s), updated_at = %(now)s
-    WHERE id = %(delivery_id)s AND state IN (%(pending)s, %(retrying)s, %(unknown)s)
+    WHERE id = %(delivery_id)s AND state = ANY(%(claimable)s)
         AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
     RETURNING id, attempts
 )
@@ -54,14 +54,7 @@ def claim(*, delivery_id: int, now: datetime) -> DeliveryAttempt | None:
     """Claim the row (pending/retrying/unknown and due -> sending, one more
     attempt) and write its ledger row as `sending`, in one statement. The
     ledger row, or None when the row was not claimable."""
-    params = {
-        "delivery_id": delivery_id,
-        "now": now,
-        "sending": S.SENDING,
-        "pending": S.PENDING,
-        "retrying": S.RETRYING,
-        "unknown": S.UNKNOWN,
-    }
+    params = {"delivery_id": delivery_id, "now": now, "sending": S.SENDING, "claimable": list(CLAIMABLE)}
     with prepared_cursor(connection) as cursor:
         cursor.execute(_CLAIM, params)
         row = cursor.fetchone()
@@ -144,12 +137,15 @@ def _record_params(delivery: Delivery, attempt: DeliveryAttempt, fields: dict) -
 def record(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict) -> bool:
     """Write the outcome's delivery fields if this worker still holds the
     claim, and complete the ledger row from the attempt's in-memory values
-    (noting a takeover), in one statement. Whether the delivery row moved."""
+    (noting a takeover, in the row and on `attempt`), in one statement.
+    Whether the delivery row moved."""
     with prepared_cursor(connection) as cursor:
         cursor.execute(_record_sql(tuple(sorted(fields))), _record_params(delivery, attempt, fields))
         row = cursor.fetchone()
     if row is None:
         raise DeliveryAttempt.DoesNotExist(f"Ledger row {attempt.pk} of delivery {delivery.pk} is gone.")
+    if not row[0]:
+        attempt.detail += TAKEN_OVER
     return bool(row[0])
 
 
@@ -159,7 +155,7 @@ def record_audited(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict
     PostgreSQL runs it and commits: no round trip, and no wait for a busy
     worker's GIL, while other deliveries queue for the same lock. Whether
     the delivery row moved (the event is appended only then, and `event`
-    becomes the stored row); None when nothing was written because the
+    becomes the stored row; a takeover is noted on `attempt` as in its row); None when nothing was written because the
     practice has no audit chain yet (audit_record starts one)."""
     params = _record_params(delivery, attempt, fields)
     params.update(audit_pg_append_params(event))
@@ -170,4 +166,6 @@ def record_audited(*, delivery: Delivery, attempt: DeliveryAttempt, fields: dict
         return None
     if moved:
         audit_event_appended(event, appended)
+    else:
+        attempt.detail += TAKEN_OVER
     return moved

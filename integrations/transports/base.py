@@ -73,10 +73,12 @@ def http_session() -> requests.Session:
     return session
 
 
-# What a Session would add to every request (requests' defaults, less its
-# User-Agent): http_exchange goes to the adapter directly.
-_EXCHANGE_HEADERS = {"Accept-Encoding": "gzip, deflate", "Accept": "*/*", "Connection": "keep-alive"}
-_USER_AGENT = f"psyfi-review python-requests/{requests.__version__}"
+# What a Session would add to every request (requests' default headers, with
+# our own User-Agent): http_exchange goes to the adapter directly.
+_EXCHANGE_HEADERS = {
+    **requests.utils.default_headers(),
+    "User-Agent": f"psyfi-review python-requests/{requests.__version__}",
+}
 
 
 def http_exchange(
@@ -92,7 +94,7 @@ def http_exchange(
     (bench/delivery.py). Raises requests.RequestException as Session.request
     does: the adapter maps urllib3's errors."""
     request = requests.Request(
-        method, url, headers={**_EXCHANGE_HEADERS, "User-Agent": _USER_AGENT, **headers}, json=json, params=params
+        method, url, headers={**_EXCHANGE_HEADERS, **headers}, json=json, params=params
     ).prepare()
     return http_session().get_adapter(url).send(request, timeout=timeout, verify=True)
 
